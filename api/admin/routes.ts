@@ -1,0 +1,78 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { fundingEventIdFor } from '../../domain/grants.ts';
+import type { ActivityCatalog } from '../../infra/activities.ts';
+import type { BudgetStore } from '../../infra/budget.ts';
+import type { EventPublisher } from '../../infra/publisher.ts';
+import { ApiError, errorResponse } from '../errors.ts';
+import { signaturesEqual } from '../auth/upstream-signature.ts';
+
+const idPattern = '^[A-Za-z0-9_.:-]+$';
+
+/**
+ * Operator routes: define an activity's terms and fund its budget. Guarded by the admin
+ * bearer token. Funding is produced to Kafka first and added to the Redis budget only
+ * after Kafka acknowledged it, so the spendable budget can never exceed the ledger's.
+ */
+export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: ActivityCatalog; budget: BudgetStore; publisher: EventPublisher }> =
+  async (app, { adminToken, activities, budget, publisher }) => {
+    app.addHook('onRequest', async (req) => {
+      const auth = req.headers.authorization ?? '';
+      if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
+        throw new ApiError(401, 'ADMIN_AUTH_REQUIRED', 'Send the admin token as "Authorization: Bearer <token>".');
+      }
+    });
+
+    app.put<{ Params: { activityId: string }; Body: { name: string; currency: string; maxSingleGrant: number } }>(
+      '/v1/admin/activities/:activityId',
+      {
+        schema: {
+          params: { type: 'object', required: ['activityId'], properties: { activityId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern } } },
+          body: {
+            type: 'object', additionalProperties: false, required: ['name', 'currency', 'maxSingleGrant'],
+            properties: {
+              name: { type: 'string', minLength: 1, maxLength: 200 },
+              currency: { type: 'string', enum: ['CNY'] },
+              maxSingleGrant: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+            },
+          },
+          response: { '4xx': errorResponse },
+        },
+      },
+      async (req) => {
+        await activities.put(req.params.activityId, req.body.name, req.body.currency, req.body.maxSingleGrant);
+        return { activityId: req.params.activityId, ...req.body };
+      },
+    );
+
+    app.post<{ Params: { activityId: string }; Body: { fundingId: string; amount: number; currency: string } }>(
+      '/v1/admin/activities/:activityId/fundings',
+      {
+        schema: {
+          params: { type: 'object', required: ['activityId'], properties: { activityId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern } } },
+          body: {
+            type: 'object', additionalProperties: false, required: ['fundingId', 'amount', 'currency'],
+            properties: {
+              fundingId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern },
+              amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+              currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+            },
+          },
+          response: { '4xx': errorResponse },
+        },
+      },
+      async (req, reply) => {
+        const { activityId } = req.params;
+        const terms = await activities.get(activityId);
+        if (!terms) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${activityId}".`);
+        if (terms.currency !== req.body.currency) throw new ApiError(422, 'CURRENCY_MISMATCH', `Activity ${activityId} is funded in ${terms.currency}.`);
+        await publisher.publish('BudgetFunded', {
+          eventId: fundingEventIdFor(activityId, req.body.fundingId), occurredAt: Date.now(), activityId,
+          traceId: randomUUID(), fundingId: req.body.fundingId, amount: req.body.amount, currency: terms.currency, fundedBy: 'admin',
+        });
+        const added = await budget.fund(activityId, req.body.fundingId, req.body.amount);
+        const snap = await budget.snapshot(activityId);
+        return reply.status(added ? 201 : 200).send({ activityId, fundingId: req.body.fundingId, added, funded: snap.funded, reserved: snap.reserved });
+      },
+    );
+  };

@@ -1,0 +1,67 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { ApiError, installErrorHandling } from './errors.ts';
+import { upstreamAuth } from './auth/upstream-plugin.ts';
+import { grantRoutes } from './grants/routes.ts';
+import { GrantService } from './grants/service.ts';
+import { walletRoutes } from './wallets/routes.ts';
+import { WalletReader } from './wallets/reader.ts';
+import { adminRoutes } from './admin/routes.ts';
+import { ActivityCatalog } from '../infra/activities.ts';
+import { BudgetStore } from '../infra/budget.ts';
+import { tokenSigner } from '../domain/tokens.ts';
+import type { Runtime } from '../infra/runtime.ts';
+
+export interface AppSecrets {
+  tokenSigningKeyPem: string;
+  adminToken: string;
+  upstreamKeys: ReadonlyMap<string, string>;
+}
+
+export const BODY_LIMIT = 16 * 1024;
+
+/** The HTTP API: each route group is its own plugin with its schemas beside it. */
+export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: BODY_LIMIT,
+    // Strict validation: no silent coercion of "100" to 100, no silent dropping of unknown fields.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    requestIdHeader: 'x-request-id',
+    trustProxy: false,
+  });
+  installErrorHandling(app);
+
+  // Keep the raw body: signed upstream requests are verified over the exact bytes sent.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    req.rawBody = text;
+    if (text.trim() === '') return done(new ApiError(400, 'MALFORMED_JSON', 'The request body is empty; send a JSON object.'));
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new ApiError(400, 'MALFORMED_JSON', 'The request body is not valid JSON.'));
+    }
+  });
+
+  const activities = new ActivityCatalog(rt.pool);
+  const budget = new BudgetStore(rt.redis, rt.cfg.namespace, rt.cfg.orderRetentionSec);
+  const signer = tokenSigner(secrets.tokenSigningKeyPem, rt.cfg.tokenKeyId);
+  const grants = new GrantService({ activities, budget, signer, publisher: rt.publisher });
+
+  await app.register(upstreamAuth, { keys: secrets.upstreamKeys, redis: rt.redis, noncePrefix: rt.cfg.namespace });
+  await app.register(async (upstream) => {
+    upstream.addHook('onRoute', (route) => {
+      route.config = { ...(route.config ?? {}), upstreamAuth: true };
+    });
+    await upstream.register(grantRoutes, { grants });
+  });
+  await app.register(walletRoutes, { wallets: new WalletReader(rt.pool) });
+  await app.register(adminRoutes, { adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher });
+
+  app.get('/health', async () => {
+    const checks = await Promise.allSettled([rt.pool.query('select 1'), rt.redis.ping()]);
+    const [pgOk, redisOk] = checks.map((c) => c.status === 'fulfilled');
+    return { status: pgOk && redisOk ? 'ok' : 'degraded', postgres: pgOk, redis: redisOk };
+  });
+  return app;
+}

@@ -1,0 +1,13 @@
+import { openRuntime } from '../infra/runtime.ts';
+import { loadSecrets } from '../infra/secrets.ts';
+import { buildApp } from '../api/app.ts';
+import { onShutdown } from './shutdown.ts';
+
+const rt = await openRuntime('api', {}, 20);
+const app = await buildApp(rt, loadSecrets(rt.cfg));
+await app.listen({ host: rt.cfg.apiHost, port: rt.cfg.apiPort });
+rt.log.info('api listening', { url: `http://${rt.cfg.apiHost}:${rt.cfg.apiPort}` });
+onShutdown(rt.log, async () => {
+  await app.close();
+  await rt.close();
+});

@@ -1,0 +1,12 @@
+import { openRuntime } from '../infra/runtime.ts';
+import { LedgerProjector } from '../projections/ledger-projector.ts';
+import { onShutdown } from './shutdown.ts';
+
+const rt = await openRuntime('projector');
+const projector = new LedgerProjector(rt);
+await projector.start();
+rt.log.info('ledger projector running', { group: projector.name });
+onShutdown(rt.log, async () => {
+  await projector.stop();
+  await rt.close();
+});

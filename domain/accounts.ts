@@ -1,0 +1,39 @@
+/**
+ * The chart of accounts. An account id is a string so postings can be stored and summed
+ * uniformly; these builders are the only place that knows the spelling.
+ *
+ *   company:cost ──fund──▶ activity:<id>:budget ──grant──▶ user:<id>:pending
+ *        ──credit──▶ user:<id>:available ──withdraw──▶ user:<id>:withdrawing ──settle──▶ external:payout
+ *
+ * company:cost is the only account allowed to go negative: it is where the company's
+ * spending comes from. Every other account must stay at or above zero.
+ */
+export type UserBucket = 'pending' | 'available' | 'withdrawing';
+
+export const account = {
+  companyCost: (): string => 'company:cost',
+  activityBudget: (activityId: string): string => `activity:${activityId}:budget`,
+  user: (userId: string, bucket: UserBucket): string => `user:${userId}:${bucket}`,
+  externalPayout: (): string => 'external:payout',
+};
+
+/** Accounts that may be negative. Everything else below zero is an invariant violation. */
+export function mayGoNegative(accountId: string): boolean {
+  return accountId === account.companyCost();
+}
+
+export interface ParsedAccount {
+  kind: 'company' | 'activity' | 'user' | 'external';
+  ownerId: string | null;
+  bucket: string;
+}
+
+export function parseAccount(accountId: string): ParsedAccount {
+  const parts = accountId.split(':');
+  const kind = parts[0];
+  if (kind === 'company' || kind === 'external') return { kind, ownerId: null, bucket: parts.slice(1).join(':') };
+  if ((kind === 'activity' || kind === 'user') && parts.length >= 3) {
+    return { kind, ownerId: parts.slice(1, -1).join(':'), bucket: parts[parts.length - 1]! };
+  }
+  throw new Error(`not an account id: ${accountId}`);
+}

@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { deterministicId } from './ids.ts';
+import { isPositiveMinorUnits, type Currency } from './money.ts';
+
+/**
+ * Deciding a cash grant. The budget itself is enforced by an atomic counter (see
+ * infra/budget.ts) because it is shared by every API instance; everything that can be
+ * decided from the request and the activity alone is decided here.
+ */
+export interface GrantCommand {
+  activityId: string;
+  sceneId: string;
+  orderNo: string;
+  userId: string;
+  amount: number;
+  currency: string;
+}
+
+export interface ActivityTerms {
+  activityId: string;
+  currency: Currency;
+  /** Largest single grant, minor units. */
+  maxSingleGrant: number;
+}
+
+export type GrantRejection =
+  | { code: 'AMOUNT_NOT_POSITIVE_INTEGER'; message: string }
+  | { code: 'AMOUNT_OVER_CAP'; message: string }
+  | { code: 'CURRENCY_MISMATCH'; message: string };
+
+export function checkGrant(cmd: GrantCommand, terms: ActivityTerms): GrantRejection | null {
+  if (!isPositiveMinorUnits(cmd.amount)) {
+    return { code: 'AMOUNT_NOT_POSITIVE_INTEGER', message: 'amount must be a positive whole number of fen' };
+  }
+  if (cmd.currency !== terms.currency) {
+    return { code: 'CURRENCY_MISMATCH', message: `activity ${terms.activityId} pays in ${terms.currency}, not ${cmd.currency}` };
+  }
+  if (cmd.amount > terms.maxSingleGrant) {
+    return { code: 'AMOUNT_OVER_CAP', message: `amount ${cmd.amount} exceeds the single-grant cap of ${terms.maxSingleGrant} fen for activity ${terms.activityId}` };
+  }
+  return null;
+}
+
+/** The token (and TokenIssued event) id of an order: one order, one token, forever. */
+export function tokenIdFor(activityId: string, orderNo: string): string {
+  return deterministicId('TokenIssued', activityId, orderNo);
+}
+
+export function creditEventIdFor(tokenId: string): string {
+  return deterministicId('TokenCredited', tokenId);
+}
+
+export function fundingEventIdFor(activityId: string, fundingId: string): string {
+  return deterministicId('BudgetFunded', activityId, fundingId);
+}
+
+/**
+ * What makes two requests with one order number "the same request". A retry must match;
+ * a different user, amount or scene under a used order number is a conflict, not a retry.
+ */
+export function grantFingerprint(cmd: GrantCommand): string {
+  return createHash('sha256')
+    .update(JSON.stringify([cmd.activityId, cmd.sceneId, cmd.orderNo, cmd.userId, cmd.amount, cmd.currency]))
+    .digest('base64url')
+    .slice(0, 22);
+}

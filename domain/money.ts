@@ -1,0 +1,23 @@
+/**
+ * Money is an integer count of minor units (fen) with an explicit currency. No floats
+ * anywhere: amounts arrive as JSON integers, travel as Avro longs and sit in bigint columns.
+ */
+export const CURRENCIES = ['CNY'] as const;
+export type Currency = (typeof CURRENCIES)[number];
+
+export function isCurrency(value: string): value is Currency {
+  return (CURRENCIES as readonly string[]).includes(value);
+}
+
+/** Largest amount a single value may carry: safe for JS numbers, Avro longs and bigint. */
+export const MAX_AMOUNT = Number.MAX_SAFE_INTEGER;
+
+export function isPositiveMinorUnits(amount: unknown): amount is number {
+  return typeof amount === 'number' && Number.isSafeInteger(amount) && amount > 0;
+}
+
+export function assertPositiveMinorUnits(amount: number, what: string): void {
+  if (!isPositiveMinorUnits(amount)) {
+    throw new RangeError(`${what} must be a positive integer number of minor units, got ${amount}`);
+  }
+}

@@ -1,0 +1,127 @@
+import { Kafka, logLevel, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
+import type { Config, Topics } from './config.ts';
+import { logger } from './log.ts';
+
+// Retries are bounded on purpose so a Kafka outage surfaces as a fast 503 instead of a hung
+// request. kafkajs warns that this weakens its idempotence; it does not weaken ours, because
+// every event id is deterministic and the ledger applies an id once.
+const IGNORED = new Set(['Limiting retries for the idempotent producer may invalidate EoS guarantees']);
+
+const kafkaLogs: logCreator = () => {
+  const log = logger({ lib: 'kafkajs' });
+  return ({ level, log: entry }) => {
+    const { message, ...rest } = entry;
+    if (IGNORED.has(message)) return;
+    if (level <= logLevel.ERROR) log.error(message, rest);
+    else if (level === logLevel.WARN) log.warn(message, rest);
+  };
+};
+
+export function kafkaClient(cfg: Config, clientId: string): Kafka {
+  return new Kafka({
+    clientId,
+    brokers: cfg.kafkaBrokers,
+    logLevel: logLevel.WARN,
+    logCreator: kafkaLogs,
+    retry: { initialRetryTime: 100, retries: 8 },
+  });
+}
+
+/** Creates the namespace's topics if missing. Partition counts come from configuration. */
+export async function ensureTopics(admin: Admin, cfg: Config, topics: Topics): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const wanted = [topics.wallet, topics.budget, topics.deadLetter].filter((t) => !existing.has(t));
+  if (wanted.length === 0) return;
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: wanted.map((topic) => ({
+      topic,
+      numPartitions: cfg.partitions,
+      replicationFactor: cfg.replicationFactor,
+      configEntries: [{ name: 'retention.ms', value: '-1' }],
+    })),
+  });
+}
+
+export interface OutgoingMessage {
+  key: string;
+  value: Buffer;
+  headers?: IHeaders;
+}
+
+/**
+ * Micro-batching over an idempotent, acks=all producer. Callers await their own message;
+ * messages that arrive while a batch is in flight are sent together in the next one, so
+ * under load the batch grows instead of the request rate collapsing to one send each.
+ * Only one batch is in flight at a time: the idempotent producer's sequence numbers then
+ * stay in order without relying on kafkajs's handling of concurrent requests.
+ */
+export class BatchingProducer {
+  private queue: { topic: string; msg: OutgoingMessage; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private inFlight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly producer: Producer,
+    private readonly lingerMs: number,
+    private readonly maxBatch = 5000,
+  ) {}
+
+  static async connect(kafka: Kafka, lingerMs: number): Promise<BatchingProducer> {
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    await producer.connect();
+    return new BatchingProducer(producer, lingerMs);
+  }
+
+  send(topic: string, msg: OutgoingMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ topic, msg, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  sendMany(topic: string, msgs: OutgoingMessage[]): Promise<void> {
+    return Promise.all(msgs.map((m) => this.send(topic, m))).then(() => undefined);
+  }
+
+  private schedule(): void {
+    if (this.inFlight || this.timer) return;
+    if (this.queue.length >= this.maxBatch || this.lingerMs === 0) {
+      this.flush();
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, this.lingerMs);
+    }
+  }
+
+  private flush(): void {
+    if (this.inFlight || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.maxBatch);
+    const byTopic = new Map<string, OutgoingMessage[]>();
+    for (const item of batch) {
+      const list = byTopic.get(item.topic) ?? [];
+      list.push(item.msg);
+      byTopic.set(item.topic, list);
+    }
+    this.inFlight = this.producer
+      .sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
+      .then(
+        () => batch.forEach((b) => b.resolve()),
+        (err) => batch.forEach((b) => b.reject(err)),
+      )
+      .finally(() => {
+        this.inFlight = null;
+        if (this.queue.length > 0) this.flush();
+      });
+  }
+
+  async disconnect(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.flush();
+    while (this.inFlight) await this.inFlight;
+    await this.producer.disconnect();
+  }
+}

@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import type { Config } from './config.ts';
+import { adminToken, tokenSigningKey } from './keys.ts';
+import { parseUpstreamKeys } from '../api/auth/upstream-signature.ts';
+import type { AppSecrets } from '../api/app.ts';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const DEV_UPSTREAM_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '.local', 'keys', 'upstream-dev');
+
+/** The development upstream key (id=secret), created once outside production. */
+export function devUpstreamKey(): { id: string; secret: string } {
+  if (!existsSync(DEV_UPSTREAM_FILE)) {
+    mkdirSync(dirname(DEV_UPSTREAM_FILE), { recursive: true });
+    try {
+      writeFileSync(DEV_UPSTREAM_FILE, `dev-upstream=${randomBytes(24).toString('base64url')}`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  const [id, secret] = readFileSync(DEV_UPSTREAM_FILE, 'utf8').trim().split('=') as [string, string];
+  return { id, secret };
+}
+
+export function loadSecrets(cfg: Config): AppSecrets {
+  const spec = process.env.UPSTREAM_KEYS;
+  if (!spec && process.env.NODE_ENV === 'production') throw new Error('UPSTREAM_KEYS must be provided in production');
+  const upstreamKeys = spec ? parseUpstreamKeys(spec) : new Map([[devUpstreamKey().id, devUpstreamKey().secret]]);
+  return { tokenSigningKeyPem: tokenSigningKey(cfg.tokenSigningKeyPem), adminToken: adminToken(cfg.adminToken), upstreamKeys };
+}

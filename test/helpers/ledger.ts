@@ -1,0 +1,140 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig, type Config } from '../../infra/config.ts';
+import { openRuntime, setupNamespace, type Runtime } from '../../infra/runtime.ts';
+import { dropSchema } from '../../infra/db.ts';
+import { kafkaClient } from '../../infra/kafka.ts';
+import { buildApp, type AppSecrets } from '../../api/app.ts';
+import { generateSigningKeyPem } from '../../domain/tokens.ts';
+import { signRequest } from '../../api/auth/upstream-signature.ts';
+import { LedgerProjector } from '../../projections/ledger-projector.ts';
+import { CreditingProcessor } from '../../streams/crediting.ts';
+import { MemoryLedger } from '../../domain/ledger.ts';
+import { replayTopics } from '../../reconcile/replay.ts';
+
+interface TapLike { teardown(fn: () => unknown): void }
+
+export interface TestLedger {
+  ns: string;
+  cfg: Config;
+  rt: Runtime;
+  app: FastifyInstance;
+  secrets: AppSecrets;
+  upstreamKey: { id: string; secret: string };
+  projector?: LedgerProjector;
+  crediting?: CreditingProcessor;
+  /** A signed upstream request through the app (no network). */
+  signed(method: 'POST' | 'PUT' | 'GET', url: string, body?: unknown, headers?: Record<string, string>): Promise<{ statusCode: number; json: any; headers: Record<string, unknown> }>;
+  admin(method: 'POST' | 'PUT', url: string, body: unknown): Promise<{ statusCode: number; json: any }>;
+  /** Creates an activity with the given budget (fen) and single-grant cap. */
+  activity(opts?: { budget?: number; maxSingleGrant?: number; id?: string }): Promise<string>;
+  /** Folds the namespace's topics from the beginning with the domain rules. */
+  cleanFold(): Promise<MemoryLedger>;
+  waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs?: number): Promise<T>;
+}
+
+export function testNamespace(): string {
+  return `t_${randomBytes(5).toString('hex')}`;
+}
+
+export async function startTestLedger(
+  t: TapLike, opts: { projector?: boolean; crediting?: boolean; creditRatePerSec?: number; ns?: string } = {},
+): Promise<TestLedger> {
+  const ns = opts.ns ?? testNamespace();
+  const cfg = loadConfig({ namespace: ns, partitions: 3 });
+  await setupNamespace(cfg);
+  const rt = await openRuntime('test', { namespace: ns, partitions: 3, produceLingerMs: 1 });
+  const upstreamKey = { id: 'test-upstream', secret: randomBytes(16).toString('hex') };
+  const secrets: AppSecrets = {
+    tokenSigningKeyPem: generateSigningKeyPem(),
+    adminToken: randomBytes(16).toString('hex'),
+    upstreamKeys: new Map([[upstreamKey.id, upstreamKey.secret]]),
+  };
+  const app = await buildApp(rt, secrets);
+  const ledger: TestLedger = {
+    ns, cfg: rt.cfg, rt, app, secrets, upstreamKey,
+    async signed(method, url, body, headers = {}) {
+      const payload = body === undefined ? '' : JSON.stringify(body);
+      const res = await app.inject({
+        method, url, payload: payload || undefined,
+        headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...signRequest(upstreamKey, method, url, payload), ...headers },
+      });
+      return { statusCode: res.statusCode, json: res.body ? JSON.parse(res.body) : null, headers: res.headers };
+    },
+    async admin(method, url, body) {
+      const res = await app.inject({ method, url, payload: body as object, headers: { authorization: `Bearer ${secrets.adminToken}` } });
+      return { statusCode: res.statusCode, json: JSON.parse(res.body) };
+    },
+    async activity({ budget = 1_000_000, maxSingleGrant = 20_000, id = `act-${randomUUID().slice(0, 8)}` } = {}) {
+      const a = await ledger.admin('PUT', `/v1/admin/activities/${id}`, { name: `Test ${id}`, currency: 'CNY', maxSingleGrant });
+      if (a.statusCode !== 200) throw new Error(`activity setup failed: ${JSON.stringify(a.json)}`);
+      if (budget > 0) {
+        const f = await ledger.admin('POST', `/v1/admin/activities/${id}/fundings`, { fundingId: 'initial', amount: budget, currency: 'CNY' });
+        if (f.statusCode !== 201) throw new Error(`funding failed: ${JSON.stringify(f.json)}`);
+      }
+      return id;
+    },
+    async cleanFold() {
+      const mem = new MemoryLedger();
+      const kafka = kafkaClient(rt.cfg, `${ns}-fold`);
+      const ordered: { event: Parameters<MemoryLedger['apply']>[0] }[] = [];
+      await replayTopics(kafka, rt.codec, [rt.topics.budget, rt.topics.wallet], (e) => ordered.push(e));
+      // Funding first, as the API only grants against acknowledged funding; then wallet events in partition order.
+      for (const e of ordered.filter((o) => o.event.type === 'BudgetFunded')) mem.apply(e.event);
+      for (const e of ordered.filter((o) => o.event.type !== 'BudgetFunded')) mem.apply(e.event);
+      return mem;
+    },
+    async waitFor(what, probe, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await probe();
+        if (v !== undefined && v !== false) return v as any;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+  };
+  if (opts.projector !== false) {
+    ledger.projector = new LedgerProjector(rt);
+    await ledger.projector.start();
+  }
+  if (opts.crediting) {
+    ledger.crediting = new CreditingProcessor(rt, { ratePerSec: opts.creditRatePerSec ?? 100_000 });
+    await ledger.crediting.start();
+  }
+  t.teardown(async () => {
+    await ledger.crediting?.stop();
+    await ledger.projector?.stop();
+    await app.close();
+    await removeNamespace(rt);
+    await rt.close();
+  });
+  return ledger;
+}
+
+/** Deletes everything a test namespace created: topics, schema, Redis keys. */
+export async function removeNamespace(rt: Runtime): Promise<void> {
+  const admin = rt.kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const mine = Object.values(rt.topics).filter((tp) => existing.has(tp));
+    if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => {});
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${rt.cfg.namespace}.`));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
+  await dropSchema(rt.cfg.databaseUrl, rt.cfg.namespace);
+  let cursor = '0';
+  do {
+    const [next, keys] = await rt.redis.scan(cursor, 'MATCH', `${rt.cfg.namespace}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await rt.redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+export async function wallet(l: TestLedger, userId: string) {
+  const res = await l.app.inject({ method: 'GET', url: `/v1/wallets/${userId}` });
+  return JSON.parse(res.body);
+}
