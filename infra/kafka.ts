@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
 import type { Config, Topics } from './config.ts';
 import { logger } from './log.ts';
 
@@ -68,7 +68,8 @@ export class BatchingProducer {
   ) {}
 
   static async connect(kafka: Kafka, lingerMs: number): Promise<BatchingProducer> {
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    // The murmur2 partitioner is the Java client's: a key lands on the same partition whichever client wrote it.
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     return new BatchingProducer(producer, lingerMs);
   }
