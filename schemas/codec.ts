@@ -25,6 +25,7 @@ export function subjectFor(topic: string, type: EventType): string {
 }
 
 export class UndecodableMessage extends Error {
+  override readonly name = 'UndecodableMessage';
   constructor(message: string, override readonly cause?: unknown) {
     super(message);
   }
