@@ -60,7 +60,9 @@ const campaign = fc.record({
   redeliver: fc.array(fc.nat(), { maxLength: 40 }),
 });
 
-function eventsOf(c: fc.RecordValue<typeof campaign> extends infer X ? X : never): LedgerEvent[] {
+type Campaign = typeof campaign extends fc.Arbitrary<infer X> ? X : never;
+
+function eventsOf(c: Campaign): LedgerEvent[] {
   const out: LedgerEvent[] = c.fundings.map((amount, i) => funded('act', `f${i}`, amount));
   let remaining = c.fundings.reduce((s, x) => s + x, 0);
   c.grants.forEach((g, i) => {
