@@ -1,0 +1,61 @@
+// `npm start`: brings up local infrastructure, prepares the ledger, runs the API and the
+// processors as separate processes (as they would run in production), and prints how to try it.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../infra/config.ts';
+import { setupNamespace } from '../infra/runtime.ts';
+import { loadSecrets } from '../infra/secrets.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const up = spawnSync('bash', ['infra/up.sh'], { cwd: root, stdio: 'inherit' });
+if (up.status !== 0) process.exit(up.status ?? 1);
+
+const cfg = loadConfig();
+await setupNamespace(cfg);
+const secrets = loadSecrets(cfg);
+
+const children: ChildProcess[] = [];
+let stopping = false;
+for (const name of ['api', 'projector', 'crediting']) {
+  const child = spawn(process.execPath, ['--import', 'tsx', `bin/${name}.ts`], { cwd: root, stdio: 'inherit', env: process.env });
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(`[start] ${name} exited (${signal ?? code}); stopping the rest`);
+    shutdown(1);
+  });
+  children.push(child);
+}
+function shutdown(code: number) {
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM');
+  setTimeout(() => process.exit(code), 3000).unref();
+  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))).then(() => process.exit(code));
+}
+process.on('SIGINT', () => shutdown(0));
+process.on('SIGTERM', () => shutdown(0));
+
+const base = `http://${cfg.apiHost}:${cfg.apiPort}`;
+for (let i = 0; i < 100; i++) {
+  if (await fetch(`${base}/health`).then((r) => r.ok, () => false)) break;
+  await new Promise((r) => setTimeout(r, 200));
+}
+// A demo activity with a budget, so the first grant just works. Both calls are idempotent.
+const admin = { authorization: `Bearer ${secrets.adminToken}`, 'content-type': 'application/json' };
+await fetch(`${base}/v1/admin/activities/demo-rain`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'Demo red-packet rain', currency: 'CNY', maxSingleGrant: 20_000 }) });
+await fetch(`${base}/v1/admin/activities/demo-rain/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
+
+console.log(`
+Hongbao Ledger is running (namespace "${cfg.namespace}").
+  API              ${base}
+  Kafka            ${cfg.kafkaBrokers.join(',')}
+  Schema registry  ${cfg.schemaRegistryUrl}
+  Postgres         ${cfg.databaseUrl}
+  Redis            ${cfg.redisUrl}
+
+Try it:
+  curl ${base}/health
+  npm run grant -- u-alice 88        # a signed upstream grant of 0.88 CNY to u-alice in "demo-rain"
+  curl ${base}/v1/wallets/u-alice
+
+Ctrl-C stops the ledger; "npm run infra:down" stops Kafka and the registry.
+`);

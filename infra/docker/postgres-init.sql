@@ -1,0 +1,2 @@
+create database hongbao;
+create database hongbao_registry;
