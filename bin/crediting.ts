@@ -1,7 +1,9 @@
-import { openRuntime } from '../infra/runtime.ts';
+import { loadConfig } from '../infra/config.ts';
+import { openRuntime, setupNamespace } from '../infra/runtime.ts';
 import { CreditingProcessor } from '../streams/crediting.ts';
 import { onShutdown } from './shutdown.ts';
 
+await setupNamespace(loadConfig());
 const rt = await openRuntime('crediting');
 const crediting = new CreditingProcessor(rt);
 await crediting.start();

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Kafka } from 'kafkajs';
 import { loadConfig, topicsOf, type Config, type Topics } from './config.ts';
-import { pgPool, migrate } from './db.ts';
+import { pgPool, migrate, dropSchema } from './db.ts';
 import { kafkaClient, ensureTopics, BatchingProducer } from './kafka.ts';
 import { EventCodec } from '../schemas/codec.ts';
 import { EventPublisher, topicOfType } from './publisher.ts';
@@ -65,4 +65,26 @@ export async function openRuntime(name: string, overrides: Partial<Config> = {},
       await pool.end().catch(() => {});
     },
   };
+}
+
+/** Deletes everything a throwaway namespace (tests, benchmarks) created: topics, schema, Redis keys. */
+export async function removeNamespace(rt: Runtime): Promise<void> {
+  const admin = rt.kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const mine = Object.values(rt.topics).filter((tp) => existing.has(tp));
+    if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => {});
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${rt.cfg.namespace}.`));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
+  await dropSchema(rt.cfg.databaseUrl, rt.cfg.namespace);
+  let cursor = '0';
+  do {
+    const [next, keys] = await rt.redis.scan(cursor, 'MATCH', `${rt.cfg.namespace}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await rt.redis.del(...keys);
+  } while (cursor !== '0');
 }

@@ -77,13 +77,18 @@ if ! registry_up; then
     mkdir -p "$app" && tar -xzf "$tarball" -C "$app"
   fi
   log "starting Apicurio Registry $APICURIO_VERSION on port $REGISTRY_PORT (storage: Postgres $REGISTRY_DB)"
-  (cd "$app" && APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
-    APICURIO_DATASOURCE_URL="jdbc:postgresql://$PGHOST_LOCAL:$PGPORT_LOCAL/$REGISTRY_DB" \
-    APICURIO_DATASOURCE_USERNAME="$PGUSER_LOCAL" APICURIO_DATASOURCE_PASSWORD=unused \
-    APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 APICURIO_DATASOURCE_JDBC_MAX_SIZE=10 \
-    QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1 \
-    nohup java -Xms128m -Xmx512m -jar "apicurio-registry-app-$APICURIO_VERSION-runner.jar" >"$LOGS/registry.out" 2>&1 &
-    echo $! > "$LOCAL/registry.pid")
+  # Started from a subshell that first changes directory, and `exec`s java so the recorded
+  # pid is the JVM itself (down.sh must be able to stop it).
+  (
+    cd "$app"
+    export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
+      APICURIO_DATASOURCE_URL="jdbc:postgresql://$PGHOST_LOCAL:$PGPORT_LOCAL/$REGISTRY_DB" \
+      APICURIO_DATASOURCE_USERNAME="$PGUSER_LOCAL" APICURIO_DATASOURCE_PASSWORD=unused \
+      APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 APICURIO_DATASOURCE_JDBC_MAX_SIZE=10 \
+      QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1
+    exec nohup java -Xms128m -Xmx512m -jar "apicurio-registry-app-$APICURIO_VERSION-runner.jar" >"$LOGS/registry.out" 2>&1
+  ) &
+  echo $! > "$LOCAL/registry.pid"
   wait_for 120 "Schema registry" registry_up || die "the schema registry did not start: see $LOGS/registry.out"
 fi
 

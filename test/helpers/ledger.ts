@@ -1,8 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../infra/config.ts';
-import { openRuntime, setupNamespace, type Runtime } from '../../infra/runtime.ts';
-import { dropSchema } from '../../infra/db.ts';
+import { openRuntime, setupNamespace, removeNamespace, type Runtime } from '../../infra/runtime.ts';
 import { kafkaClient } from '../../infra/kafka.ts';
 import { buildApp, type AppSecrets } from '../../api/app.ts';
 import { generateSigningKeyPem } from '../../domain/tokens.ts';
@@ -110,28 +109,6 @@ export async function startTestLedger(
     await rt.close();
   });
   return ledger;
-}
-
-/** Deletes everything a test namespace created: topics, schema, Redis keys. */
-export async function removeNamespace(rt: Runtime): Promise<void> {
-  const admin = rt.kafka.admin();
-  await admin.connect();
-  try {
-    const existing = new Set(await admin.listTopics());
-    const mine = Object.values(rt.topics).filter((tp) => existing.has(tp));
-    if (mine.length) await admin.deleteTopics({ topics: mine }).catch(() => {});
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${rt.cfg.namespace}.`));
-    if (groups.length) await admin.deleteGroups(groups).catch(() => {});
-  } finally {
-    await admin.disconnect();
-  }
-  await dropSchema(rt.cfg.databaseUrl, rt.cfg.namespace);
-  let cursor = '0';
-  do {
-    const [next, keys] = await rt.redis.scan(cursor, 'MATCH', `${rt.cfg.namespace}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await rt.redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 export async function wallet(l: TestLedger, userId: string) {

@@ -1,0 +1,11 @@
+// The raw baseline for the API: a bare fastify route that parses a JSON body of the same
+// shape and answers a JSON body of similar size, with no validation, Redis or Kafka.
+import Fastify from 'fastify';
+
+const app = Fastify({ logger: false });
+app.post('/bare', async (req) => {
+  const b = req.body as Record<string, unknown>;
+  return { tokenId: '00000000-0000-8000-8000-000000000000', token: 'x'.repeat(260), status: 'pending', ...b, issuedAt: new Date().toISOString() };
+});
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 3101) });
+process.on('SIGTERM', () => app.close().then(() => process.exit(0)));

@@ -1,0 +1,177 @@
+// `npm run bench`: throughput and latency of the ledger against raw baselines measured in
+// the same run, on an isolated namespace that is removed afterwards. Not a test: figures go
+// to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import pg from 'pg';
+import { loadConfig, topicsOf } from '../infra/config.ts';
+import { setupNamespace, removeNamespace, openRuntime } from '../infra/runtime.ts';
+import { kafkaClient } from '../infra/kafka.ts';
+import { generateSigningKeyPem } from '../domain/tokens.ts';
+import { signRequest } from '../api/auth/upstream-signature.ts';
+import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUND_MS = Number(process.env.BENCH_ROUND_SECONDS ?? 10) * 1000;
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+const API_PORT = 3100;
+const BARE_PORT = 3101;
+
+const ns = `bench_${Date.now().toString(36)}`;
+const cfg = loadConfig({ namespace: ns });
+const upstream = { id: 'bench', secret: randomBytes(16).toString('hex') };
+const adminToken = randomBytes(16).toString('hex');
+const childEnv = {
+  ...process.env, LEDGER_NAMESPACE: ns, API_PORT: String(API_PORT), PORT: String(BARE_PORT), LOG_LEVEL: 'warn',
+  UPSTREAM_KEYS: `${upstream.id}=${upstream.secret}`, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_KEY: generateSigningKeyPem(),
+};
+const children: ChildProcess[] = [];
+const run = (script: string) => {
+  const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(c);
+  return c;
+};
+const stop = async (c: ChildProcess) => {
+  if (c.exitCode !== null) return;
+  c.kill('SIGTERM');
+  await new Promise((r) => c.once('exit', r));
+};
+const waitHttp = async (url: string) => {
+  for (let i = 0; i < 150; i++) {
+    if (await fetch(url).then((r) => r.status < 500, () => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not come up`);
+};
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+async function main() {
+  log(`namespace ${ns}; ${ROUNDS} rounds of ${ROUND_MS / 1000}s at concurrency ${CONCURRENCY}; ${os.cpus().length} cores`);
+  await setupNamespace(cfg);
+  const api = run('bin/api.ts');
+  const bare = run('bench/bare-server.ts');
+  await waitHttp(`http://127.0.0.1:${API_PORT}/health`);
+  await waitHttp(`http://127.0.0.1:${BARE_PORT}/bare`);
+  const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
+  await fetch(`http://127.0.0.1:${API_PORT}/v1/admin/activities/bench-rain`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'bench', currency: 'CNY', maxSingleGrant: 20_000 }) });
+  const funded = await fetch(`http://127.0.0.1:${API_PORT}/v1/admin/activities/bench-rain/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'bench', amount: 1e15, currency: 'CNY' }) });
+  if (funded.status !== 201) throw new Error(`funding failed: ${await funded.text()}`);
+
+  let seq = 0;
+  const grantReq = () => {
+    const n = seq++;
+    const body = JSON.stringify({ activityId: 'bench-rain', sceneId: 'rain', orderNo: `o-${n}`, userId: `u-${n % 100_000}`, amount: 1 + (n % 100), currency: 'CNY' });
+    return { method: 'POST' as const, path: '/v1/grants', body, headers: { 'content-type': 'application/json', ...signRequest(upstream, 'POST', '/v1/grants', body) } };
+  };
+  const bareReq = () => {
+    const n = seq++;
+    const body = JSON.stringify({ activityId: 'bench-rain', sceneId: 'rain', orderNo: `o-${n}`, userId: `u-${n % 100_000}`, amount: 1 + (n % 100), currency: 'CNY' });
+    return { method: 'POST' as const, path: '/bare', body, headers: { 'content-type': 'application/json', ...signRequest(upstream, 'POST', '/bare', body) } };
+  };
+  log('warming up');
+  await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: 3000, concurrency: CONCURRENCY, request: grantReq });
+  await runLoad({ origin: `http://127.0.0.1:${BARE_PORT}`, durationMs: 3000, concurrency: CONCURRENCY, request: bareReq });
+
+  const grants: LoadResult[] = [];
+  const bares: LoadResult[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    bares.push(await runLoad({ origin: `http://127.0.0.1:${BARE_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: bareReq }));
+    grants.push(await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: grantReq }));
+    log(`round ${r + 1}: grants ${grants[r]!.rps.toFixed(0)}/s p99 ${grants[r]!.p99.toFixed(1)}ms (errors ${grants[r]!.errors}); bare ${bares[r]!.rps.toFixed(0)}/s p99 ${bares[r]!.p99.toFixed(1)}ms`);
+  }
+  const apiPeak = await peakRssMiB(api.pid!);
+  await stop(api);
+  await stop(bare);
+
+  // Projection: the projector catches up on everything the grant runs produced.
+  const kafka = kafkaClient(cfg, `${ns}-bench`);
+  const kadmin = kafka.admin();
+  await kadmin.connect();
+  const topics = topicsOf(ns);
+  let total = 0;
+  for (const t of [topics.wallet, topics.budget]) for (const p of await kadmin.fetchTopicOffsets(t)) total += Number(p.high);
+  await kadmin.disconnect();
+  const pool = new pg.Pool({ connectionString: cfg.databaseUrl, options: `-c search_path=${ns}` });
+  log(`projecting ${total} events`);
+  const projector = run('bin/projector.ts');
+  const t0 = performance.now();
+  let firstAt = 0;
+  let projectorPeak: number | null = null;
+  for (;;) {
+    const { rows } = await pool.query('select coalesce(sum(next_offset),0)::bigint as n from consumer_offsets');
+    const done = Number(rows[0].n);
+    if (done > 0 && !firstAt) firstAt = performance.now();
+    projectorPeak = (await peakRssMiB(projector.pid!)) ?? projectorPeak;
+    if (done >= total) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tEnd = performance.now();
+  await stop(projector);
+  const projectedPerSec = total / ((tEnd - firstAt) / 1000);
+  const projectedInclStartup = total / ((tEnd - t0) / 1000);
+
+  // Raw baseline: the same rows (event, two postings, a token) in plain multi-row INSERTs.
+  const raw = `${ns}_raw`;
+  await pool.query(`create schema ${raw}; create table ${raw}.ledger_events (like ${ns}.ledger_events including all);
+    create table ${raw}.postings (like ${ns}.postings including all); create table ${raw}.tokens (like ${ns}.tokens including all)`);
+  const rawStart = performance.now();
+  const BATCH = 2000;
+  for (let off = 0; off < total; off += BATCH) {
+    const n = Math.min(BATCH, total - off);
+    const ids = Array.from({ length: n }, () => crypto.randomUUID());
+    const at = new Date().toISOString();
+    const client = await pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`insert into ${raw}.ledger_events(event_id, event_type, activity_id, topic, partition, "offset", occurred_at)
+        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::timestamptz[])`,
+        [ids, ids.map(() => 'TokenIssued'), ids.map(() => 'bench-rain'), ids.map(() => topics.wallet), ids.map(() => 0), ids.map((_, i) => off + i), ids.map(() => at)]);
+      await client.query(`insert into ${raw}.postings(event_id, account, currency, amount, created_at)
+        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])`,
+        [[...ids, ...ids], [...ids.map(() => 'activity:bench-rain:budget'), ...ids.map((_, i) => `user:u-${i}:pending`)], [...ids, ...ids].map(() => 'CNY'), [...ids.map(() => -5), ...ids.map(() => 5)], [...ids, ...ids].map(() => at)]);
+      await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at)
+        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[])`,
+        [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at)]);
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+  }
+  const rawPerSec = total / ((performance.now() - rawStart) / 1000);
+  await pool.query(`drop schema ${raw} cascade`);
+  await pool.end();
+
+  const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
+  const result = {
+    at: new Date().toISOString(), cores: os.cpus().length, rounds: ROUNDS, roundSeconds: ROUND_MS / 1000, concurrency: CONCURRENCY,
+    grants: { rps: med(grants, 'rps'), p50: med(grants, 'p50'), p99: med(grants, 'p99'), errors: grants.reduce((s, g) => s + g.errors, 0), requests: grants.reduce((s, g) => s + g.requests, 0) },
+    bareFastify: { rps: med(bares, 'rps'), p50: med(bares, 'p50'), p99: med(bares, 'p99') },
+    grantsToBareRatio: med(grants, 'rps') / med(bares, 'rps'),
+    projection: { events: total, perSec: projectedPerSec, perSecIncludingStartup: projectedInclStartup, rawInsertPerSec: rawPerSec, ratioToRaw: projectedPerSec / rawPerSec },
+    peakRssMiB: { api: apiPeak, projector: projectorPeak, loadGenerator: Math.round(process.resourceUsage().maxRSS / 1024) },
+  };
+  mkdirSync(`${root}/.local`, { recursive: true });
+  writeFileSync(`${root}/.local/bench-latest.json`, JSON.stringify(result, null, 2));
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`
+| figure | ledger | raw baseline | ratio |
+| --- | --- | --- | --- |
+| grants/s, POST /v1/grants vs bare fastify route (median of ${ROUNDS} × ${ROUND_MS / 1000}s) | ${result.grants.rps.toFixed(0)} | ${result.bareFastify.rps.toFixed(0)} | ${result.grantsToBareRatio.toFixed(2)} |
+| grant latency p50 / p99 (ms) | ${result.grants.p50.toFixed(1)} / ${result.grants.p99.toFixed(1)} | ${result.bareFastify.p50.toFixed(1)} / ${result.bareFastify.p99.toFixed(1)} | |
+| projected events/s (effectively once) vs raw multi-row INSERT | ${projectedPerSec.toFixed(0)} | ${rawPerSec.toFixed(0)} | ${result.projection.ratioToRaw.toFixed(2)} |
+| peak RSS MiB: api / projector / load generator | ${apiPeak} / ${projectorPeak} / ${result.peakRssMiB.loadGenerator} | | |`);
+}
+
+try {
+  await main();
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  const rt = await openRuntime('bench-cleanup', { namespace: ns });
+  await removeNamespace(rt).catch((err) => log(`cleanup failed: ${err}`));
+  await rt.close();
+}
+process.exit(0);
