@@ -47,12 +47,10 @@ export interface Effects {
   postings: Posting[];
   /** Token records to create or replace. */
   tokens: TokenRecord[];
-  /** Income attributed to a user in an activity (cumulative income, "has received"). */
-  income: { userId: string; activityId: string; currency: Currency; amount: number }[];
   anomalies: Anomaly[];
 }
 
-const none = (): Effects => ({ postings: [], tokens: [], income: [], anomalies: [] });
+const none = (): Effects => ({ postings: [], tokens: [], anomalies: [] });
 
 function transfer(from: string, to: string, amount: number, currency: Currency): Posting[] {
   return [
@@ -76,7 +74,6 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
           tokenId: e.tokenId, userId: e.userId, activityId: e.activityId, sceneId: e.sceneId, orderNo: e.orderNo,
           amount: e.amount, currency: e.currency, status: 'pending', issuedAt: e.occurredAt, creditedAt: null,
         }],
-        income: [{ userId: e.userId, activityId: e.activityId, currency: e.currency, amount: e.amount }],
       };
     }
     case 'TokenCredited': {
@@ -126,7 +123,6 @@ export function negativeBalances(balances: Iterable<[string, Currency, number]>)
 export class MemoryLedger implements LedgerView {
   readonly balances = new Map<string, { currency: Currency; balance: number }>();
   readonly tokens = new Map<string, TokenRecord>();
-  readonly income = new Map<string, number>();
   readonly applied = new Set<string>();
   readonly anomalies: Anomaly[] = [];
 
@@ -145,10 +141,6 @@ export class MemoryLedger implements LedgerView {
       this.balances.set(p.account, { currency: p.currency, balance: (cur?.balance ?? 0) + p.amount });
     }
     for (const t of fx.tokens) this.tokens.set(t.tokenId, t);
-    for (const i of fx.income) {
-      const key = `${i.userId}\u0000${i.activityId}\u0000${i.currency}`;
-      this.income.set(key, (this.income.get(key) ?? 0) + i.amount);
-    }
     this.anomalies.push(...fx.anomalies);
     return true;
   }

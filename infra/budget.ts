@@ -37,12 +37,26 @@ export type Reservation =
   | { outcome: 'existing'; fingerprint: string; issuedAt: number }
   | { outcome: 'exhausted'; remaining: number };
 
+type ScriptedRedis = Redis & {
+  hbReserve(budgetKey: string, orderKey: string, amount: string, fingerprint: string, now: string, ttl: string): Promise<[string, string]>;
+  hbFund(budgetKey: string, fundingKey: string, amount: string): Promise<number>;
+};
+
 export class BudgetStore {
+  private readonly redis: ScriptedRedis;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
     private readonly orderRetentionSec: number,
-  ) {}
+  ) {
+    // defineCommand sends scripts by SHA (EVALSHA), not their text, on every call.
+    if (!('hbReserve' in redis)) {
+      redis.defineCommand('hbReserve', { numberOfKeys: 2, lua: GRANT_SCRIPT });
+      redis.defineCommand('hbFund', { numberOfKeys: 2, lua: FUND_SCRIPT });
+    }
+    this.redis = redis as ScriptedRedis;
+  }
 
   private budgetKey(activityId: string): string {
     return `${this.prefix}:{act:${activityId}}:budget`;
@@ -50,12 +64,10 @@ export class BudgetStore {
 
   /** Reserves `amount` for an order, or returns what the first request with this order number recorded. */
   async reserve(activityId: string, orderNo: string, amount: number, fingerprint: string, now: number): Promise<Reservation> {
-    const res = (await this.redis.eval(
-      GRANT_SCRIPT, 2,
+    const [status, value] = await this.redis.hbReserve(
       this.budgetKey(activityId), `${this.prefix}:{act:${activityId}}:order:${orderNo}`,
       String(amount), fingerprint, String(now), String(this.orderRetentionSec),
-    )) as [string, string];
-    const [status, value] = res;
+    );
     if (status === 'EXHAUSTED') return { outcome: 'exhausted', remaining: Number(value) };
     const sep = value.lastIndexOf('|');
     const record = { fingerprint: value.slice(0, sep), issuedAt: Number(value.slice(sep + 1)) };
@@ -64,10 +76,7 @@ export class BudgetStore {
 
   /** Adds a funding once per fundingId. Returns false when this funding was already added. */
   async fund(activityId: string, fundingId: string, amount: number): Promise<boolean> {
-    const res = await this.redis.eval(
-      FUND_SCRIPT, 2,
-      this.budgetKey(activityId), `${this.prefix}:{act:${activityId}}:funding:${fundingId}`, String(amount),
-    );
+    const res = await this.redis.hbFund(this.budgetKey(activityId), `${this.prefix}:{act:${activityId}}:funding:${fundingId}`, String(amount));
     return res === 1;
   }
 

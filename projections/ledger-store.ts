@@ -49,6 +49,10 @@ export async function applyBatch(
   if (fresh.length === 0) return { applied: 0, duplicates: 0, skipped: items.length, nextOffset: stored };
   if (fresh[0]!.offset > stored) throw new OffsetGap(stored, fresh[0]!.offset);
 
+  await client.query(
+    'update consumer_offsets set next_offset=$4, updated_at=now() where consumer=$1 and topic=$2 and partition=$3',
+    [consumer, topic, partition, last + 1],
+  );
   const events = fresh.filter((i): i is ConsumedItem & { event: LedgerEvent } => i.event !== null);
   let applied = 0;
   if (events.length > 0) {
@@ -70,10 +74,6 @@ export async function applyBatch(
     if (toApply.length > 0) await writeEffects(client, toApply);
   }
 
-  await client.query(
-    'update consumer_offsets set next_offset=$4, updated_at=now() where consumer=$1 and topic=$2 and partition=$3',
-    [consumer, topic, partition, last + 1],
-  );
   return { applied, duplicates: events.length - applied, skipped: items.length - fresh.length, nextOffset: last + 1 };
 }
 
@@ -99,16 +99,15 @@ async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[
   }
   const view = { token: (id: string) => known.get(id) };
 
-  const postings: (Posting & { eventId: string; at: number })[] = [];
+  const postings: (Posting & { eventId: string; leg: number; at: number })[] = [];
   const balances = new Map<string, { currency: Currency; delta: number }>();
-  const income = new Map<string, { userId: string; activityId: string; currency: Currency; amount: number; first: number }>();
   const anomalies: (Anomaly & { eventId: string })[] = [];
   const touched = new Set<string>();
   for (const event of events) {
     const fx = effectsOf(event, view);
     assertBalanced(fx.postings);
-    for (const p of fx.postings) {
-      postings.push({ ...p, eventId: event.data.eventId, at: event.data.occurredAt });
+    for (const [leg, p] of fx.postings.entries()) {
+      postings.push({ ...p, eventId: event.data.eventId, leg, at: event.data.occurredAt });
       const b = balances.get(p.account) ?? { currency: p.currency, delta: 0 };
       b.delta += p.amount;
       balances.set(p.account, b);
@@ -117,29 +116,15 @@ async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[
       known.set(t.tokenId, t);
       touched.add(t.tokenId);
     }
-    for (const i of fx.income) {
-      const key = `${i.userId}\u0000${i.activityId}\u0000${i.currency}`;
-      const cur = income.get(key) ?? { ...i, amount: 0, first: event.data.occurredAt };
-      cur.amount += i.amount;
-      income.set(key, cur);
-    }
     anomalies.push(...fx.anomalies);
   }
   const tokens = [...touched].map((id) => known.get(id)!);
 
   if (postings.length > 0) {
     await client.query(
-      `insert into postings(event_id, account, currency, amount, created_at)
-       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])`,
-      [postings.map((p) => p.eventId), postings.map((p) => p.account), postings.map((p) => p.currency), postings.map((p) => p.amount), postings.map((p) => iso(p.at))],
-    );
-    // Sorted, so concurrent partitions lock shared rows (an activity budget) in one order: no deadlock.
-    const sorted = [...balances].filter(([, b]) => b.delta !== 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    await client.query(
-      `insert into account_balances(account, currency, balance)
-       select * from unnest($1::text[], $2::text[], $3::bigint[])
-       on conflict (account) do update set balance = account_balances.balance + excluded.balance, updated_at = now()`,
-      [sorted.map(([a]) => a), sorted.map(([, b]) => b.currency), sorted.map(([, b]) => b.delta)],
+      `insert into postings(event_id, leg, account, currency, amount, created_at)
+       select * from unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
+      [postings.map((p) => p.eventId), postings.map((p) => p.leg), postings.map((p) => p.account), postings.map((p) => p.currency), postings.map((p) => p.amount), postings.map((p) => iso(p.at))],
     );
   }
   if (tokens.length > 0) {
@@ -154,21 +139,23 @@ async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[
       ],
     );
   }
-  if (income.size > 0) {
-    const rows = [...income.values()];
-    await client.query(
-      `insert into user_income(user_id, activity_id, currency, amount, first_at)
-       select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])
-       on conflict (user_id, activity_id, currency) do update
-         set amount = user_income.amount + excluded.amount, first_at = least(user_income.first_at, excluded.first_at)`,
-      [rows.map((r) => r.userId), rows.map((r) => r.activityId), rows.map((r) => r.currency), rows.map((r) => r.amount), rows.map((r) => iso(r.first))],
-    );
-  }
   if (anomalies.length > 0) {
     await client.query(
       `insert into ledger_anomalies(event_id, kind, detail)
        select * from unnest($1::uuid[], $2::text[], $3::jsonb[]) on conflict do nothing`,
       [anomalies.map((a) => a.eventId), anomalies.map((a) => a.kind), anomalies.map((a) => JSON.stringify(a))],
+    );
+  }
+  if (balances.size > 0) {
+    // Last statement before commit, and sorted: shared rows (an activity's budget, which
+    // every partition touches) are locked briefly and always in one order, so partitions
+    // projected concurrently neither wait long on each other nor deadlock.
+    const sorted = [...balances].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    await client.query(
+      `insert into account_balances(account, currency, balance)
+       select * from unnest($1::text[], $2::text[], $3::bigint[])
+       on conflict (account) do update set balance = account_balances.balance + excluded.balance, updated_at = now()`,
+      [sorted.map(([a]) => a), sorted.map(([, b]) => b.currency), sorted.map(([, b]) => b.delta)],
     );
   }
 }

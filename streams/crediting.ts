@@ -2,7 +2,7 @@ import type { Consumer } from 'kafkajs';
 import type { Runtime } from '../infra/runtime.ts';
 import type { TokenCredited, TokenIssued } from '../domain/events.ts';
 import { creditEventIdFor } from '../domain/grants.ts';
-import { decodeOrDeadLetter } from './decode.ts';
+import { runBatchConsumer } from './batch-consumer.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
 
 export function creditFor(issued: TokenIssued, now: number): TokenCredited {
@@ -36,36 +36,25 @@ export class CreditingProcessor {
   }
 
   async start(): Promise<void> {
-    const { rt } = this;
-    const consumer = rt.kafka.consumer({ groupId: this.name, maxBytesPerPartition: 1 << 20, sessionTimeout: 30_000 });
-    this.consumer = consumer;
-    await consumer.connect();
-    await consumer.subscribe({ topics: [rt.topics.wallet], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
+    this.consumer = await runBatchConsumer(this.rt, {
+      groupId: this.name,
+      topics: [this.rt.topics.wallet],
+      chunkSize: 500,
       partitionsConsumedConcurrently: 2,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        const source = { topic: batch.topic, partition: batch.partition, consumer: this.name };
-        const CHUNK = 500;
-        for (let i = 0; i < batch.messages.length && isRunning() && !isStale(); i += CHUNK) {
-          const slice = batch.messages.slice(i, i + CHUNK);
-          const items = await decodeOrDeadLetter(rt.codec, slice, source, rt.producer, rt.topics.deadLetter, rt.log);
-          const issued = items.flatMap((it) => (it.event?.type === 'TokenIssued' ? [it.event.data] : []));
-          let done = 0;
-          while (done < issued.length) {
-            const got = await this.limiter.take(issued.length - done, () => isRunning() && !isStale());
-            if (got === 0) return; // stopping or rebalancing: the uncommitted rest is redelivered
-            const now = Date.now();
-            await rt.publisher.publishMany('TokenCredited', issued.slice(done, done + got).map((t) => creditFor(t, now)));
-            done += got;
-            this.credited += got;
-            await heartbeat();
-          }
-          const last = slice[slice.length - 1]!.offset;
-          resolveOffset(last);
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(Number(last) + 1) }]);
+      maxBytesPerPartition: 1 << 20,
+      handle: async (items, ctx) => {
+        const issued = items.flatMap((it) => (it.event?.type === 'TokenIssued' ? [it.event.data] : []));
+        let done = 0;
+        while (done < issued.length) {
+          const got = await this.limiter.take(issued.length - done, ctx.isActive);
+          if (got === 0) return 'stop'; // the uncommitted rest is redelivered; its credits dedupe by id
+          const now = Date.now();
+          await this.rt.publisher.publishMany('TokenCredited', issued.slice(done, done + got).map((t) => creditFor(t, now)));
+          done += got;
+          this.credited += got;
+          await ctx.heartbeat();
         }
+        return { done: items[items.length - 1]!.offset + 1 };
       },
     });
   }

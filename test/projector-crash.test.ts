@@ -63,7 +63,7 @@ t.test('projector killed with SIGKILL mid-stream and restarted: balances equal a
   t.equal(twice.rowCount, 0, 'every event has exactly its two postings: nothing credited twice');
   const credited = await l.rt.pool.query(`select count(*)::int as n from tokens where status = 'credited'`);
   t.equal(credited.rows[0].n, 3000);
-  const income = await l.rt.pool.query('select coalesce(sum(amount),0)::bigint as s from user_income');
+  const income = await l.rt.pool.query('select coalesce(sum(amount),0)::bigint as s from tokens');
   t.equal(income.rows[0].s, tokens.reduce((s, x) => s + x.amount, 0), 'cumulative income counts each grant once');
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));

@@ -8,6 +8,10 @@ import { ApiError, errorResponse } from '../errors.ts';
 import { signaturesEqual } from '../auth/upstream-signature.ts';
 
 const idPattern = '^[A-Za-z0-9_.:-]+$';
+const activityParams = {
+  type: 'object', required: ['activityId'],
+  properties: { activityId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern } },
+} as const;
 
 /**
  * Operator routes: define an activity's terms and fund its budget. Guarded by the admin
@@ -27,7 +31,7 @@ export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: A
       '/v1/admin/activities/:activityId',
       {
         schema: {
-          params: { type: 'object', required: ['activityId'], properties: { activityId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern } } },
+          params: activityParams,
           body: {
             type: 'object', additionalProperties: false, required: ['name', 'currency', 'maxSingleGrant'],
             properties: {
@@ -49,7 +53,7 @@ export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: A
       '/v1/admin/activities/:activityId/fundings',
       {
         schema: {
-          params: { type: 'object', required: ['activityId'], properties: { activityId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern } } },
+          params: activityParams,
           body: {
             type: 'object', additionalProperties: false, required: ['fundingId', 'amount', 'currency'],
             properties: {

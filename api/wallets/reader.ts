@@ -19,7 +19,7 @@ export class WalletReader {
     const { rows } = await this.pool.query<{ account: string; balance: number; income: number }>(
       `select b.account, b.balance, 0::bigint as income from account_balances b where b.account = any($1) and b.currency = $2
        union all
-       select 'income', 0, coalesce(sum(amount), 0)::bigint from user_income where user_id = $3 and currency = $2`,
+       select 'income', 0, coalesce(sum(amount), 0)::bigint from tokens where user_id = $3 and currency = $2`,
       [accounts, currency, userId],
     );
     const get = (a: string) => rows.find((r) => r.account === a)?.balance ?? 0;

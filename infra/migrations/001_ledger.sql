@@ -24,15 +24,15 @@ create table ledger_events (
 
 -- Double-entry postings: per event they sum to zero (checked by the fold before insert).
 create table postings (
-  id         bigserial primary key,
   event_id   uuid not null references ledger_events(event_id),
+  leg        smallint not null,
   account    text not null,
   currency   text not null,
   amount     bigint not null check (amount <> 0),
-  created_at timestamptz not null
+  created_at timestamptz not null,
+  primary key (event_id, leg)
 );
-create index postings_account_idx on postings(account, id);
-create index postings_event_idx on postings(event_id);
+create index postings_account_idx on postings(account, created_at);
 
 create table account_balances (
   account    text primary key,
@@ -53,18 +53,9 @@ create table tokens (
   issued_at   timestamptz not null,
   credited_at timestamptz
 );
-create index tokens_user_idx on tokens(user_id, issued_at desc);
-create index tokens_pending_idx on tokens(user_id) where status = 'pending';
-
--- Income per user and activity: cumulative income and "has this user received a reward here".
-create table user_income (
-  user_id     text not null,
-  activity_id text not null,
-  currency    text not null,
-  amount      bigint not null,
-  first_at    timestamptz not null,
-  primary key (user_id, activity_id, currency)
-);
+-- Serves the wallet: pending tokens, cumulative income and "has received a reward here"
+-- are all sums or existence checks over one user's tokens.
+create index tokens_user_idx on tokens(user_id, activity_id);
 
 -- What the fold refused to apply (a credit for an unknown token, a second credit, ...).
 create table ledger_anomalies (
