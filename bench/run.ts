@@ -130,9 +130,9 @@ async function main() {
       await client.query(`insert into ${raw}.ledger_events(event_id, event_type, activity_id, topic, partition, "offset", occurred_at)
         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::timestamptz[])`,
         [ids, ids.map(() => 'TokenIssued'), ids.map(() => 'bench-rain'), ids.map(() => topics.wallet), ids.map(() => 0), ids.map((_, i) => off + i), ids.map(() => at)]);
-      await client.query(`insert into ${raw}.postings(event_id, account, currency, amount, created_at)
-        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])`,
-        [[...ids, ...ids], [...ids.map(() => 'activity:bench-rain:budget'), ...ids.map((_, i) => `user:u-${i}:pending`)], [...ids, ...ids].map(() => 'CNY'), [...ids.map(() => -5), ...ids.map(() => 5)], [...ids, ...ids].map(() => at)]);
+      await client.query(`insert into ${raw}.postings(event_id, leg, account, currency, amount, created_at)
+        select * from unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
+        [[...ids, ...ids], [...ids.map(() => 0), ...ids.map(() => 1)], [...ids.map(() => 'activity:bench-rain:budget'), ...ids.map((_, i) => `user:u-${i}:pending`)], [...ids, ...ids].map(() => 'CNY'), [...ids.map(() => -5), ...ids.map(() => 5)], [...ids, ...ids].map(() => at)]);
       await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at)
         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[])`,
         [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at)]);
