@@ -24,6 +24,14 @@ redis.call('SET', KEYS[2], record, 'EX', tonumber(ARGV[4]))
 return {'RESERVED', record}
 `;
 
+// Fixes the amount of a funding id before anything is published, so every BudgetFunded
+// event for that id, and the amount later added to the counter, are the same amount.
+const CLAIM_FUNDING_SCRIPT = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 'claimed' end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 'same' end
+return 'conflict'
+`;
+
 const FUND_SCRIPT = `
 if redis.call('SET', KEYS[2], ARGV[1], 'NX') then
   redis.call('HINCRBY', KEYS[1], 'funded', tonumber(ARGV[1]))
@@ -40,6 +48,7 @@ export type Reservation =
 type ScriptedRedis = Redis & {
   hbReserve(budgetKey: string, orderKey: string, amount: string, fingerprint: string, now: string, ttl: string): Promise<[string, string]>;
   hbFund(budgetKey: string, fundingKey: string, amount: string): Promise<number>;
+  hbClaimFunding(claimKey: string, amount: string): Promise<'claimed' | 'same' | 'conflict'>;
 };
 
 export class BudgetStore {
@@ -54,6 +63,7 @@ export class BudgetStore {
     if (!('hbReserve' in redis)) {
       redis.defineCommand('hbReserve', { numberOfKeys: 2, lua: GRANT_SCRIPT });
       redis.defineCommand('hbFund', { numberOfKeys: 2, lua: FUND_SCRIPT });
+      redis.defineCommand('hbClaimFunding', { numberOfKeys: 1, lua: CLAIM_FUNDING_SCRIPT });
     }
     this.redis = redis as ScriptedRedis;
   }
@@ -74,7 +84,15 @@ export class BudgetStore {
     return status === 'RESERVED' ? { outcome: 'reserved', ...record } : { outcome: 'existing', ...record };
   }
 
-  /** Adds a funding once per fundingId. Returns false when this funding was already added. */
+  /**
+   * Step one of funding, before its event is produced: binds the funding id to its amount.
+   * A retry with the same amount may proceed; another amount under the same id may not.
+   */
+  async claimFunding(activityId: string, fundingId: string, amount: number): Promise<'claimed' | 'same' | 'conflict'> {
+    return this.redis.hbClaimFunding(`${this.prefix}:{act:${activityId}}:funding-claim:${fundingId}`, String(amount));
+  }
+
+  /** Step two, after Kafka acknowledged the event: adds a funding once per fundingId. Returns false when this funding was already added. */
   async fund(activityId: string, fundingId: string, amount: number): Promise<boolean> {
     const res = await this.redis.hbFund(this.budgetKey(activityId), `${this.prefix}:{act:${activityId}}:funding:${fundingId}`, String(amount));
     return res === 1;

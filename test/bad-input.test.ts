@@ -92,3 +92,21 @@ t.test('admin routes need the admin token', async (t) => {
   t.equal(notFound.statusCode, 404);
   t.equal(JSON.parse(notFound.body).code, 'ROUTE_NOT_FOUND');
 });
+
+t.test('a funding id identifies one funding: another amount under it is refused', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const act = await l.activity({ budget: 1_000 }); // funding id "initial"
+  const budget = new BudgetStore(l.rt.redis, l.ns, 60);
+  const conflict = await l.admin('POST', `/v1/admin/activities/${act}/fundings`, { fundingId: 'initial', amount: 1_000_000, currency: 'CNY' });
+  t.equal(conflict.statusCode, 409);
+  t.equal(conflict.json.code, 'FUNDING_CONFLICT');
+  const retry = await l.admin('POST', `/v1/admin/activities/${act}/fundings`, { fundingId: 'initial', amount: 1_000, currency: 'CNY' });
+  t.equal(retry.statusCode, 200, 'the same funding retried is an idempotent replay');
+  t.equal(retry.json.added, false);
+  t.same(await budget.snapshot(act), { funded: 1_000, reserved: 0 }, 'the spendable budget is the first funding, once');
+  const admin = l.rt.kafka.admin();
+  await admin.connect();
+  t.teardown(() => admin.disconnect());
+  const events = (await admin.fetchTopicOffsets(l.rt.topics.budget)).reduce((s, p) => s + Number(p.high), 0);
+  t.equal(events, 2, 'the conflicting request produced nothing (original + one identical retry)');
+});

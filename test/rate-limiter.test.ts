@@ -25,7 +25,6 @@ t.test('take waits for later slices instead of exceeding the rate', async (t) =>
   t.teardown(() => redis.disconnect());
   const limiter = new SharedRateLimiter(redis, `${testNamespace()}:rate`, 100); // 10 per slice
   const slices = new Set<number>();
-  const start = Date.now();
   let got = 0;
   while (got < 30) {
     const n = await limiter.take(5);
@@ -33,5 +32,5 @@ t.test('take waits for later slices instead of exceeding the rate', async (t) =>
     slices.add(Math.floor(Date.now() / SLICE_MS));
   }
   t.equal(got, 30);
-  t.ok(Date.now() - start >= SLICE_MS, '30 permits at 10 per slice span at least three slices');
+  t.ok(slices.size >= 3, `30 permits at 10 per slice were granted across ${slices.size} slices, never fewer than three`);
 });

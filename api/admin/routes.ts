@@ -70,10 +70,18 @@ export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: A
         const terms = await activities.get(activityId);
         if (!terms) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${activityId}".`);
         if (terms.currency !== req.body.currency) throw new ApiError(422, 'CURRENCY_MISMATCH', `Activity ${activityId} is funded in ${terms.currency}.`);
-        await publisher.publish('BudgetFunded', {
-          eventId: fundingEventIdFor(activityId, req.body.fundingId), occurredAt: Date.now(), activityId,
-          traceId: randomUUID(), fundingId: req.body.fundingId, amount: req.body.amount, currency: terms.currency, fundedBy: 'admin',
-        });
+        const claim = await budget.claimFunding(activityId, req.body.fundingId, req.body.amount);
+        if (claim === 'conflict') {
+          throw new ApiError(409, 'FUNDING_CONFLICT', `Funding ${req.body.fundingId} was already used with a different amount; a funding id identifies one funding.`);
+        }
+        try {
+          await publisher.publish('BudgetFunded', {
+            eventId: fundingEventIdFor(activityId, req.body.fundingId), occurredAt: Date.now(), activityId,
+            traceId: randomUUID(), fundingId: req.body.fundingId, amount: req.body.amount, currency: terms.currency, fundedBy: 'admin',
+          });
+        } catch {
+          throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The funding could not be recorded right now; retry with the same fundingId.');
+        }
         const added = await budget.fund(activityId, req.body.fundingId, req.body.amount);
         const snap = await budget.snapshot(activityId);
         return reply.status(added ? 201 : 200).send({ activityId, fundingId: req.body.fundingId, added, funded: snap.funded, reserved: snap.reserved });
