@@ -45,11 +45,67 @@ export interface TokenCredited extends Envelope {
   currency: Currency;
 }
 
+/**
+ * A user asked to withdraw: available → withdrawing. This event is also the payout request
+ * the payout processor acts on. Key: (userId, idempotencyKey) → withdrawalId, which is the
+ * payout id the provider sees. activityId is empty: a withdrawal belongs to the wallet.
+ */
+export interface WithdrawalRequested extends Envelope {
+  withdrawalId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+  /** Audit: the user token's subject and the caller's address and request. */
+  requestedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
+/** The provider paid the withdrawal: withdrawing → external:payout. Key: withdrawalId. */
+export interface PayoutSettled extends Envelope {
+  withdrawalId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+  /** The provider's own reference for the payout. */
+  providerRef: string;
+}
+
+/** The provider refused the payout for good: withdrawing → available. Key: withdrawalId. */
+export interface PayoutFailed extends Envelope {
+  withdrawalId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+  reason: string;
+}
+
+/**
+ * A payout call failed in a way that may succeed later (outage, overload, timeout). It moves
+ * no money; it is the request re-produced to the payouts topic, to be tried again at
+ * retryAt. Key: (withdrawalId, attempt).
+ */
+export interface PayoutAttemptFailed extends Envelope {
+  withdrawalId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+  attempt: number;
+  retryAt: number;
+  reason: string;
+}
+
 export interface EventMap {
   BudgetFunded: BudgetFunded;
   TokenIssued: TokenIssued;
   TokenCredited: TokenCredited;
+  WithdrawalRequested: WithdrawalRequested;
+  PayoutSettled: PayoutSettled;
+  PayoutFailed: PayoutFailed;
+  PayoutAttemptFailed: PayoutAttemptFailed;
 }
 export type EventType = keyof EventMap;
 export type LedgerEvent = { [K in EventType]: { type: K; data: EventMap[K] } }[EventType];
-export const EVENT_TYPES: readonly EventType[] = ['BudgetFunded', 'TokenIssued', 'TokenCredited'];
+export const EVENT_TYPES: readonly EventType[] = [
+  'BudgetFunded', 'TokenIssued', 'TokenCredited', 'WithdrawalRequested', 'PayoutSettled', 'PayoutFailed', 'PayoutAttemptFailed',
+];

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { deterministicId } from './ids.ts';
 import { isPositiveMinorUnits, type Currency } from './money.ts';
+import type { TokenCredited } from './events.ts';
 
 /**
  * Deciding a cash grant. The budget itself is enforced by an atomic counter (see
@@ -48,6 +49,14 @@ export function tokenIdFor(activityId: string, orderNo: string): string {
 
 export function creditEventIdFor(tokenId: string): string {
   return deterministicId('TokenCredited', tokenId);
+}
+
+/** The credit of a token. Whoever credits it (the crediting processor, a forced credit) produces this same event. */
+export function creditFor(token: Pick<TokenCredited, 'tokenId' | 'activityId' | 'traceId' | 'userId' | 'amount' | 'currency'>, now: number): TokenCredited {
+  return {
+    eventId: creditEventIdFor(token.tokenId), occurredAt: now, activityId: token.activityId, traceId: token.traceId,
+    tokenId: token.tokenId, userId: token.userId, amount: token.amount, currency: token.currency,
+  };
 }
 
 export function fundingEventIdFor(activityId: string, fundingId: string): string {

@@ -1,6 +1,7 @@
 import { account, mayGoNegative } from './accounts.ts';
 import type { Currency } from './money.ts';
 import type { LedgerEvent } from './events.ts';
+import { checkWithdrawal, type WithdrawalRecord } from './withdrawals.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -10,6 +11,8 @@ import type { LedgerEvent } from './events.ts';
  *  I1. Every event's postings sum to zero, per currency.
  *  I2. No account except company:cost is below zero after an event is applied.
  *  I3. A token is credited at most once, and only after it was issued.
+ *  I4. A withdrawal is covered by the available balance when it is applied, and it is
+ *      resolved (settled or failed) at most once: one payout, one posting to external.
  */
 export interface Posting {
   account: string;
@@ -36,21 +39,29 @@ export interface TokenRecord {
 /** What the fold needs to know about the state before the event. */
 export interface LedgerView {
   token(tokenId: string): TokenRecord | undefined;
+  withdrawal(withdrawalId: string): WithdrawalRecord | undefined;
+  balance(account: string): number;
 }
 
 export type Anomaly =
   | { kind: 'token_credited_twice'; tokenId: string; eventId: string }
   | { kind: 'token_credit_without_issue'; tokenId: string; eventId: string }
-  | { kind: 'token_credit_mismatch'; tokenId: string; eventId: string; expected: number; actual: number };
+  | { kind: 'token_credit_mismatch'; tokenId: string; eventId: string; expected: number; actual: number }
+  | { kind: 'withdrawal_overdraft'; withdrawalId: string; eventId: string; available: number; amount: number }
+  | { kind: 'payout_without_withdrawal'; withdrawalId: string; eventId: string }
+  | { kind: 'payout_resolved_twice'; withdrawalId: string; eventId: string; status: string }
+  | { kind: 'payout_amount_mismatch'; withdrawalId: string; eventId: string; expected: number; actual: number };
 
 export interface Effects {
   postings: Posting[];
   /** Token records to create or replace. */
   tokens: TokenRecord[];
+  /** Withdrawal records to create or replace. */
+  withdrawals: WithdrawalRecord[];
   anomalies: Anomaly[];
 }
 
-const none = (): Effects => ({ postings: [], tokens: [], anomalies: [] });
+const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], anomalies: [] });
 
 function transfer(from: string, to: string, amount: number, currency: Currency): Posting[] {
   return [
@@ -90,6 +101,52 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
         tokens: [{ ...token, status: 'credited', creditedAt: e.occurredAt }],
       };
     }
+    case 'WithdrawalRequested': {
+      const e = event.data;
+      const available = view.balance(account.user(e.userId, 'available'));
+      const record: WithdrawalRecord = {
+        withdrawalId: e.withdrawalId, userId: e.userId, amount: e.amount, currency: e.currency,
+        status: 'withdrawing', requestedAt: e.occurredAt, resolvedAt: null, resolvedEventId: null, reason: null, providerRef: null,
+      };
+      const refused = checkWithdrawal(e.amount, e.currency, available, { currency: e.currency });
+      if (refused) {
+        return {
+          ...none(),
+          withdrawals: [{ ...record, status: 'rejected', resolvedAt: e.occurredAt, resolvedEventId: e.eventId, reason: refused.code }],
+          anomalies: [{ kind: 'withdrawal_overdraft', withdrawalId: e.withdrawalId, eventId: e.eventId, available, amount: e.amount }],
+        };
+      }
+      return {
+        ...none(),
+        postings: transfer(account.user(e.userId, 'available'), account.user(e.userId, 'withdrawing'), e.amount, e.currency),
+        withdrawals: [record],
+      };
+    }
+    case 'PayoutSettled':
+    case 'PayoutFailed': {
+      const e = event.data;
+      const w = view.withdrawal(e.withdrawalId);
+      if (!w) return { ...none(), anomalies: [{ kind: 'payout_without_withdrawal', withdrawalId: e.withdrawalId, eventId: e.eventId }] };
+      if (w.status !== 'withdrawing') {
+        return { ...none(), anomalies: [{ kind: 'payout_resolved_twice', withdrawalId: e.withdrawalId, eventId: e.eventId, status: w.status }] };
+      }
+      if (w.amount !== e.amount) {
+        return { ...none(), anomalies: [{ kind: 'payout_amount_mismatch', withdrawalId: e.withdrawalId, eventId: e.eventId, expected: w.amount, actual: e.amount }] };
+      }
+      const settled = event.type === 'PayoutSettled';
+      const to = settled ? account.externalPayout() : account.user(w.userId, 'available');
+      return {
+        ...none(),
+        postings: transfer(account.user(w.userId, 'withdrawing'), to, w.amount, w.currency),
+        withdrawals: [{
+          ...w, status: settled ? 'settled' : 'failed', resolvedAt: e.occurredAt, resolvedEventId: e.eventId,
+          reason: settled ? null : event.data.reason, providerRef: settled ? event.data.providerRef : null,
+        }],
+      };
+    }
+    case 'PayoutAttemptFailed':
+      // A retry request on the payouts topic: it moves no money.
+      return none();
   }
 }
 
@@ -123,11 +180,16 @@ export function negativeBalances(balances: Iterable<[string, Currency, number]>)
 export class MemoryLedger implements LedgerView {
   readonly balances = new Map<string, { currency: Currency; balance: number }>();
   readonly tokens = new Map<string, TokenRecord>();
+  readonly withdrawals = new Map<string, WithdrawalRecord>();
   readonly applied = new Set<string>();
   readonly anomalies: Anomaly[] = [];
 
   token(tokenId: string): TokenRecord | undefined {
     return this.tokens.get(tokenId);
+  }
+
+  withdrawal(withdrawalId: string): WithdrawalRecord | undefined {
+    return this.withdrawals.get(withdrawalId);
   }
 
   /** Applies an event once; a repeated eventId changes nothing. Returns false for a duplicate. */
@@ -141,6 +203,7 @@ export class MemoryLedger implements LedgerView {
       this.balances.set(p.account, { currency: p.currency, balance: (cur?.balance ?? 0) + p.amount });
     }
     for (const t of fx.tokens) this.tokens.set(t.tokenId, t);
+    for (const w of fx.withdrawals) this.withdrawals.set(w.withdrawalId, w);
     this.anomalies.push(...fx.anomalies);
     return true;
   }

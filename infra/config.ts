@@ -27,6 +27,19 @@ export interface Config {
   adminToken: string | undefined;
   /** How long an order number is remembered for idempotency. */
   orderRetentionSec: number;
+  /** The payment provider's base URL, and the key we call it with. */
+  providerUrl: string;
+  providerApiKey: string | undefined;
+  /** Max payout calls per second across all payout instances: the provider's capacity. */
+  payoutRatePerSec: number;
+  /** Backoff for re-produced payout attempts: base, doubling per attempt, capped. */
+  payoutRetryBaseMs: number;
+  payoutRetryCapMs: number;
+  /** Consecutive failed payout calls that open the breaker, and how long it stays open. */
+  breakerFailureThreshold: number;
+  breakerOpenMs: number;
+  /** Where `npm start` runs the payment-provider simulator. */
+  providerPort: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -56,6 +69,14 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     produceLingerMs: int('PRODUCE_LINGER_MS', 2),
     adminToken: env.ADMIN_TOKEN,
     orderRetentionSec: int('ORDER_RETENTION_SEC', 60 * 60 * 24 * 60),
+    providerUrl: env.PROVIDER_URL ?? `http://127.0.0.1:${int('PROVIDER_PORT', 4000)}`,
+    providerApiKey: env.PROVIDER_API_KEY,
+    payoutRatePerSec: int('PAYOUT_RATE_PER_SEC', 1000),
+    payoutRetryBaseMs: int('PAYOUT_RETRY_BASE_MS', 250),
+    payoutRetryCapMs: int('PAYOUT_RETRY_CAP_MS', 15_000),
+    breakerFailureThreshold: int('BREAKER_FAILURE_THRESHOLD', 5),
+    breakerOpenMs: int('BREAKER_OPEN_MS', 2_000),
+    providerPort: int('PROVIDER_PORT', 4000),
     ...overrides,
     namespace,
   };
@@ -64,14 +85,20 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
 export interface Topics {
   wallet: string;
   budget: string;
+  /** Payout attempts that failed transiently, re-produced to be tried again. */
+  payouts: string;
   deadLetter: string;
 }
 
-/** Topic names and their keys: wallet events keyed by userId, budget events by activityId. */
+/**
+ * Topic names and their keys: wallet events keyed by userId, budget events by activityId,
+ * payout retries by withdrawalId.
+ */
 export function topicsOf(namespace: string): Topics {
   return {
     wallet: `${namespace}.wallet.v1`,
     budget: `${namespace}.budget.v1`,
+    payouts: `${namespace}.payouts.v1`,
     deadLetter: `${namespace}.deadletter.v1`,
   };
 }

@@ -30,7 +30,7 @@ export function kafkaClient(cfg: Config, clientId: string): Kafka {
 /** Creates the namespace's topics if missing. Partition counts come from configuration. */
 export async function ensureTopics(admin: Admin, cfg: Config, topics: Topics): Promise<void> {
   const existing = new Set(await admin.listTopics());
-  const wanted = [topics.wallet, topics.budget, topics.deadLetter].filter((t) => !existing.has(t));
+  const wanted = [topics.wallet, topics.budget, topics.payouts, topics.deadLetter].filter((t) => !existing.has(t));
   if (wanted.length === 0) return;
   await admin.createTopics({
     waitForLeaders: true,

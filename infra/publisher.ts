@@ -11,16 +11,17 @@ export function routeOf<K extends EventType>(topics: Topics, type: K, data: Even
   switch (type) {
     case 'BudgetFunded':
       return { topic: topics.budget, key: data.activityId };
-    case 'TokenIssued':
-    case 'TokenCredited':
-      return { topic: topics.wallet, key: (data as EventMap['TokenIssued' | 'TokenCredited']).userId };
+    case 'PayoutAttemptFailed':
+      return { topic: topics.payouts, key: (data as EventMap['PayoutAttemptFailed']).withdrawalId };
     default:
-      throw new Error(`no route for event type ${String(type)}`);
+      return { topic: topics.wallet, key: (data as EventMap['TokenIssued' | 'TokenCredited' | 'WithdrawalRequested' | 'PayoutSettled' | 'PayoutFailed']).userId };
   }
 }
 
 export function topicOfType(topics: Topics, type: EventType): string {
-  return type === 'BudgetFunded' ? topics.budget : topics.wallet;
+  if (type === 'BudgetFunded') return topics.budget;
+  if (type === 'PayoutAttemptFailed') return topics.payouts;
+  return topics.wallet;
 }
 
 export class EventPublisher {

@@ -1,5 +1,7 @@
 import type pg from 'pg';
-import { assertBalanced, effectsOf, type Anomaly, type Posting, type TokenRecord } from '../domain/ledger.ts';
+import { assertBalanced, effectsOf, type Anomaly, type LedgerView, type Posting, type TokenRecord } from '../domain/ledger.ts';
+import type { WithdrawalRecord } from '../domain/withdrawals.ts';
+import { account } from '../domain/accounts.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -66,9 +68,9 @@ export async function applyBatch(
       ],
     );
     const isNew = new Set(inserted.rows.map((r) => r.event_id));
-    const toApply: LedgerEvent[] = [];
-    for (const { event } of events) {
-      if (isNew.delete(event.data.eventId)) toApply.push(event); // first occurrence only
+    const toApply: Positioned[] = [];
+    for (const { event, offset } of events) {
+      if (isNew.delete(event.data.eventId)) toApply.push({ event, offset }); // first occurrence only
     }
     applied = toApply.length;
     if (toApply.length > 0) await writeEffects(client, toApply);
@@ -77,33 +79,68 @@ export async function applyBatch(
   return { applied, duplicates: events.length - applied, skipped: items.length - fresh.length, nextOffset: last + 1 };
 }
 
-/** Folds new events with the domain rules and writes what they changed. */
-async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[]): Promise<void> {
-  // Token state the fold needs, from the database, overlaid by what this batch changes.
-  const referenced = [...new Set(events.filter((e) => e.type === 'TokenCredited').map((e) => e.data.tokenId))];
-  const known = new Map<string, TokenRecord>();
-  if (referenced.length > 0) {
-    const res = await client.query(
-      `select token_id, user_id, activity_id, scene_id, order_no, amount, currency, status,
-              (extract(epoch from issued_at) * 1000)::bigint as issued_ms,
-              (extract(epoch from credited_at) * 1000)::bigint as credited_ms
-         from tokens where token_id = any($1::uuid[])`,
-      [referenced],
-    );
-    for (const r of res.rows) {
-      known.set(r.token_id, {
-        tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
-        amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms,
-      });
-    }
+type Positioned = { event: LedgerEvent; offset: number };
+
+/** The state the fold reads, loaded from the projection for just the rows a batch touches. */
+async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
+  const tokenIds = new Set<string>();
+  const withdrawalIds = new Set<string>();
+  const accounts = new Set<string>();
+  for (const e of events) {
+    if (e.type === 'TokenCredited') tokenIds.add(e.data.tokenId);
+    else if (e.type === 'PayoutSettled' || e.type === 'PayoutFailed') withdrawalIds.add(e.data.withdrawalId);
+    else if (e.type === 'WithdrawalRequested') accounts.add(account.user(e.data.userId, 'available'));
   }
-  const view = { token: (id: string) => known.get(id) };
+  const tokens = new Map<string, TokenRecord>();
+  const withdrawals = new Map<string, WithdrawalRecord>();
+  const stored = new Map<string, number>();
+  const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::bigint`;
+  const [tk, wd, bal] = await Promise.all([
+    tokenIds.size === 0 ? null : client.query(
+      `select token_id, user_id, activity_id, scene_id, order_no, amount, currency, status,
+              ${ms('issued_at')} as issued_ms, ${ms('credited_at')} as credited_ms
+         from tokens where token_id = any($1::uuid[])`, [[...tokenIds]]),
+    withdrawalIds.size === 0 ? null : client.query(
+      `select withdrawal_id, user_id, amount, currency, status, reason, provider_ref, resolved_event_id,
+              ${ms('requested_at')} as requested_ms, ${ms('resolved_at')} as resolved_ms
+         from withdrawals where withdrawal_id = any($1::uuid[])`, [[...withdrawalIds]]),
+    accounts.size === 0 ? null : client.query<{ account: string; balance: number }>(
+      'select account, balance from account_balances where account = any($1)', [[...accounts]]),
+  ]);
+  for (const r of tk?.rows ?? []) {
+    tokens.set(r.token_id, {
+      tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
+      amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms,
+    });
+  }
+  for (const r of wd?.rows ?? []) {
+    withdrawals.set(r.withdrawal_id, {
+      withdrawalId: r.withdrawal_id, userId: r.user_id, amount: r.amount, currency: r.currency, status: r.status,
+      requestedAt: r.requested_ms, resolvedAt: r.resolved_ms, resolvedEventId: r.resolved_event_id, reason: r.reason, providerRef: r.provider_ref,
+    });
+  }
+  for (const r of bal?.rows ?? []) stored.set(r.account, r.balance);
+  return { tokens, withdrawals, stored };
+}
+
+/** Folds new events with the domain rules and writes what they changed. */
+async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[]): Promise<void> {
+  const { tokens: knownTokens, withdrawals: knownWithdrawals, stored } = await loadView(client, batch.map((b) => b.event));
+  const balances = new Map<string, { currency: Currency; delta: number }>();
+  // The fold sees the state before each event: stored rows overlaid by this batch's changes so far.
+  const view: LedgerView = {
+    token: (id) => knownTokens.get(id),
+    withdrawal: (id) => knownWithdrawals.get(id),
+    balance: (acct) => (stored.get(acct) ?? 0) + (balances.get(acct)?.delta ?? 0),
+  };
 
   const postings: (Posting & { eventId: string; leg: number; at: number })[] = [];
-  const balances = new Map<string, { currency: Currency; delta: number }>();
   const anomalies: (Anomaly & { eventId: string })[] = [];
-  const touched = new Set<string>();
-  for (const event of events) {
+  const touchedTokens = new Set<string>();
+  const touchedWithdrawals = new Set<string>();
+  // Statement position of a created entry: the offset of the event that created it.
+  const seqOf = new Map<string, number>();
+  for (const { event, offset } of batch) {
     const fx = effectsOf(event, view);
     assertBalanced(fx.postings);
     for (const [leg, p] of fx.postings.entries()) {
@@ -113,12 +150,19 @@ async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[
       balances.set(p.account, b);
     }
     for (const t of fx.tokens) {
-      known.set(t.tokenId, t);
-      touched.add(t.tokenId);
+      if (!knownTokens.has(t.tokenId)) seqOf.set(t.tokenId, offset);
+      knownTokens.set(t.tokenId, t);
+      touchedTokens.add(t.tokenId);
+    }
+    for (const w of fx.withdrawals) {
+      if (!knownWithdrawals.has(w.withdrawalId)) seqOf.set(w.withdrawalId, offset);
+      knownWithdrawals.set(w.withdrawalId, w);
+      touchedWithdrawals.add(w.withdrawalId);
     }
     anomalies.push(...fx.anomalies);
   }
-  const tokens = [...touched].map((id) => known.get(id)!);
+  const tokens = [...touchedTokens].map((id) => knownTokens.get(id)!);
+  const withdrawals = [...touchedWithdrawals].map((id) => knownWithdrawals.get(id)!);
 
   if (postings.length > 0) {
     await client.query(
@@ -129,13 +173,28 @@ async function writeEffects(client: pg.PoolClient, events: readonly LedgerEvent[
   }
   if (tokens.length > 0) {
     await client.query(
-      `insert into tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, credited_at)
-       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+      `insert into tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, credited_at, statement_seq)
+       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[])
        on conflict (token_id) do update set status = excluded.status, credited_at = excluded.credited_at`,
       [
         tokens.map((t) => t.tokenId), tokens.map((t) => t.userId), tokens.map((t) => t.activityId), tokens.map((t) => t.sceneId),
         tokens.map((t) => t.orderNo), tokens.map((t) => t.amount), tokens.map((t) => t.currency), tokens.map((t) => t.status),
         tokens.map((t) => iso(t.issuedAt)), tokens.map((t) => (t.creditedAt === null ? null : iso(t.creditedAt))),
+        tokens.map((t) => seqOf.get(t.tokenId) ?? 0),
+      ],
+    );
+  }
+  if (withdrawals.length > 0) {
+    await client.query(
+      `insert into withdrawals(withdrawal_id, user_id, amount, currency, status, requested_at, resolved_at, reason, provider_ref, statement_seq, resolved_event_id)
+       select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bigint[], $11::uuid[])
+       on conflict (withdrawal_id) do update set status = excluded.status, resolved_at = excluded.resolved_at, reason = excluded.reason,
+                                                 provider_ref = excluded.provider_ref, resolved_event_id = excluded.resolved_event_id`,
+      [
+        withdrawals.map((w) => w.withdrawalId), withdrawals.map((w) => w.userId), withdrawals.map((w) => w.amount), withdrawals.map((w) => w.currency),
+        withdrawals.map((w) => w.status), withdrawals.map((w) => iso(w.requestedAt)), withdrawals.map((w) => (w.resolvedAt === null ? null : iso(w.resolvedAt))),
+        withdrawals.map((w) => w.reason), withdrawals.map((w) => w.providerRef), withdrawals.map((w) => seqOf.get(w.withdrawalId) ?? 0),
+        withdrawals.map((w) => w.resolvedEventId),
       ],
     );
   }

@@ -1,22 +1,8 @@
 import type { Consumer } from 'kafkajs';
 import type { Runtime } from '../infra/runtime.ts';
-import type { TokenCredited, TokenIssued } from '../domain/events.ts';
-import { creditEventIdFor } from '../domain/grants.ts';
+import { creditFor } from '../domain/grants.ts';
 import { runBatchConsumer } from './batch-consumer.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
-
-export function creditFor(issued: TokenIssued, now: number): TokenCredited {
-  return {
-    eventId: creditEventIdFor(issued.tokenId),
-    occurredAt: now,
-    activityId: issued.activityId,
-    traceId: issued.traceId,
-    tokenId: issued.tokenId,
-    userId: issued.userId,
-    amount: issued.amount,
-    currency: issued.currency,
-  };
-}
 
 /**
  * Credits issued tokens at no more than the account system's capacity (CREDIT_RATE_PER_SEC,

@@ -12,6 +12,10 @@ const samples = {
   BudgetFunded: { eventId: 'e1', occurredAt: 1_790_000_000_000, activityId: 'a1', traceId: 't', fundingId: 'f1', amount: 1_000_000, currency: 'CNY', fundedBy: 'ops' },
   TokenIssued: tok,
   TokenCredited: creditFor(tok, 1_790_000_000_999),
+  WithdrawalRequested: { eventId: 'w1', occurredAt: 1_790_000_001_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', requestedBy: 'u1', clientAddress: '10.0.0.1', requestId: 'r1' },
+  PayoutSettled: { eventId: 's1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-1' },
+  PayoutFailed: { eventId: 'f1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', reason: 'ACCOUNT_BLOCKED' },
+  PayoutAttemptFailed: { eventId: 'a1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', attempt: 2, retryAt: 1_790_000_004_000, reason: 'HTTP 503' },
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {

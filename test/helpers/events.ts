@@ -1,6 +1,5 @@
-import { tokenIdFor } from '../../domain/grants.ts';
+import { creditFor, tokenIdFor } from '../../domain/grants.ts';
 import type { TokenIssued } from '../../domain/events.ts';
-import { creditFor } from '../../streams/crediting.ts';
 
 /** A TokenIssued as the grant service would produce it (signature not checked downstream). */
 export function issued(activityId: string, userId: string, orderNo: string, amount: number, at = Date.now()): TokenIssued {
