@@ -5,6 +5,12 @@ import { grantRoutes } from './grants/routes.ts';
 import { GrantService } from './grants/service.ts';
 import { walletRoutes } from './wallets/routes.ts';
 import { WalletReader } from './wallets/reader.ts';
+import { WithdrawalService } from './wallets/withdrawal-service.ts';
+import { userAuth } from './auth/user-plugin.ts';
+import { WalletSettingsStore } from '../infra/wallet-settings.ts';
+import { ProjectionFence } from '../infra/projection-fence.ts';
+import { checkInvariants } from '../projections/invariants.ts';
+import type { KeyObject } from 'node:crypto';
 import { adminRoutes } from './admin/routes.ts';
 import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
@@ -15,6 +21,8 @@ export interface AppSecrets {
   tokenSigningKeyPem: string;
   adminToken: string;
   upstreamKeys: ReadonlyMap<string, string>;
+  /** Public keys (by key id) that user tokens are verified with. */
+  userTokenKeys: ReadonlyMap<string, KeyObject>;
 }
 
 export const BODY_LIMIT = 16 * 1024;
@@ -55,8 +63,17 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
     });
     await upstream.register(grantRoutes, { grants });
   });
-  await app.register(walletRoutes, { wallets: new WalletReader(rt.pool) });
-  await app.register(adminRoutes, { adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher });
+  const settings = new WalletSettingsStore(rt.pool);
+  const fence = new ProjectionFence(rt);
+  app.addHook('onClose', () => fence.close());
+  const wallets = new WalletReader(rt.pool);
+  const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
+  await app.register(userAuth, { keys: secrets.userTokenKeys });
+  await app.register(walletRoutes, { wallets, withdrawals });
+  await app.register(adminRoutes, {
+    adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
+    invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }),
+  });
 
   app.get('/health', async () => {
     const checks = await Promise.allSettled([rt.pool.query('select 1'), rt.redis.ping()]);

@@ -34,4 +34,15 @@ export class ActivityCatalog {
     );
     this.cache.delete(activityId);
   }
+
+  /** Sets the text a user's statement shows for rewards from a scene. */
+  async putScene(activityId: string, sceneId: string, statementText: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `insert into scenes(activity_id, scene_id, statement_text)
+       select $1, $2, $3 where exists (select 1 from activities where activity_id = $1)
+       on conflict (activity_id, scene_id) do update set statement_text = excluded.statement_text`,
+      [activityId, sceneId, statementText],
+    );
+    return rowCount === 1;
+  }
 }

@@ -34,3 +34,15 @@ export function tokenSigningKey(fromEnv: string | undefined): string {
 export function adminToken(fromEnv: string | undefined): string {
   return fromEnv ?? devSecret('admin-token', () => randomBytes(24).toString('base64url')).trim();
 }
+
+/** The development key that signs user tokens (the login service's job in production). */
+export const DEV_USER_KEY_ID = 'dev-user-1';
+
+export function devUserTokenKey(): string {
+  return devSecret('user-token-dev.pem', generateSigningKeyPem);
+}
+
+/** The key the payout processor calls the payment provider with (the simulator in development). */
+export function providerApiKey(fromEnv: string | undefined): string {
+  return fromEnv ?? devSecret('provider-api-key', () => randomBytes(24).toString('base64url')).trim();
+}

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from './config.ts';
-import { adminToken, tokenSigningKey } from './keys.ts';
+import { adminToken, devUserTokenKey, DEV_USER_KEY_ID, tokenSigningKey } from './keys.ts';
+import { parseUserKeys } from '../api/auth/user-jwt.ts';
+import { publicKeyOf } from '../domain/tokens.ts';
 import { parseUpstreamKeys } from '../api/auth/upstream-signature.ts';
 import type { AppSecrets } from '../api/app.ts';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -27,5 +29,8 @@ export function loadSecrets(cfg: Config): AppSecrets {
   const spec = process.env.UPSTREAM_KEYS;
   if (!spec && process.env.NODE_ENV === 'production') throw new Error('UPSTREAM_KEYS must be provided in production');
   const upstreamKeys = spec ? parseUpstreamKeys(spec) : new Map([[devUpstreamKey().id, devUpstreamKey().secret]]);
-  return { tokenSigningKeyPem: tokenSigningKey(cfg.tokenSigningKeyPem), adminToken: adminToken(cfg.adminToken), upstreamKeys };
+  // User tokens are verified with the login service's public keys: USER_TOKEN_PUBLIC_KEYS = {"kid": "PEM"}.
+  const userSpec = process.env.USER_TOKEN_PUBLIC_KEYS;
+  const userTokenKeys = userSpec ? parseUserKeys(userSpec) : new Map([[DEV_USER_KEY_ID, publicKeyOf(devUserTokenKey())]]);
+  return { tokenSigningKeyPem: tokenSigningKey(cfg.tokenSigningKeyPem), adminToken: adminToken(cfg.adminToken), upstreamKeys, userTokenKeys };
 }

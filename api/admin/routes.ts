@@ -6,6 +6,8 @@ import type { BudgetStore } from '../../infra/budget.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import { ApiError, errorResponse } from '../errors.ts';
 import { signaturesEqual } from '../auth/upstream-signature.ts';
+import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
+import type { InvariantReport } from '../../projections/invariants.ts';
 
 const idPattern = '^[A-Za-z0-9_.:-]+$';
 const activityParams = {
@@ -18,8 +20,17 @@ const activityParams = {
  * bearer token. Funding is produced to Kafka first and added to the Redis budget only
  * after Kafka acknowledged it, so the spendable budget can never exceed the ledger's.
  */
-export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: ActivityCatalog; budget: BudgetStore; publisher: EventPublisher }> =
-  async (app, { adminToken, activities, budget, publisher }) => {
+export interface AdminDeps {
+  adminToken: string;
+  activities: ActivityCatalog;
+  budget: BudgetStore;
+  publisher: EventPublisher;
+  settings: WalletSettingsStore;
+  invariants(): Promise<InvariantReport>;
+}
+
+export const adminRoutes: FastifyPluginAsync<AdminDeps> =
+  async (app, { adminToken, activities, budget, publisher, settings, invariants }) => {
     app.addHook('onRequest', async (req) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
@@ -87,4 +98,51 @@ export const adminRoutes: FastifyPluginAsync<{ adminToken: string; activities: A
         return reply.status(added ? 201 : 200).send({ activityId, fundingId: req.body.fundingId, added, funded: snap.funded, reserved: snap.reserved });
       },
     );
+  
+    app.put<{ Params: { activityId: string; sceneId: string }; Body: { statementText: string } }>(
+      '/v1/admin/activities/:activityId/scenes/:sceneId',
+      {
+        schema: {
+          params: {
+            type: 'object', required: ['activityId', 'sceneId'],
+            properties: { activityId: activityParams.properties.activityId, sceneId: activityParams.properties.activityId },
+          },
+          body: {
+            type: 'object', additionalProperties: false, required: ['statementText'],
+            properties: { statementText: { type: 'string', minLength: 1, maxLength: 200 } },
+          },
+          response: { '4xx': errorResponse },
+        },
+      },
+      async (req) => {
+        const { activityId, sceneId } = req.params;
+        if (!(await activities.putScene(activityId, sceneId, req.body.statementText))) {
+          throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${activityId}".`);
+        }
+        return { activityId, sceneId, statementText: req.body.statementText };
+      },
+    );
+
+    app.get('/v1/admin/wallet-settings', async () => settings.get());
+
+    app.put<{ Body: { withdrawalRolloutBp?: number; maxSingleWithdrawal?: number } }>(
+      '/v1/admin/wallet-settings',
+      {
+        schema: {
+          body: {
+            type: 'object', additionalProperties: false, minProperties: 1,
+            properties: {
+              // Basis points of users who may withdraw: 0 closes withdrawal, 10000 opens it to everyone.
+              withdrawalRolloutBp: { type: 'integer', minimum: 0, maximum: 10_000 },
+              maxSingleWithdrawal: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+            },
+          },
+          response: { '4xx': errorResponse },
+        },
+      },
+      async (req) => settings.put(req.body, `admin@${req.ip}`),
+    );
+
+    // The ledger's invariants, checked now against the projection.
+    app.get('/v1/admin/invariants', async () => invariants());
   };

@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { account } from '../../domain/accounts.ts';
+import { creditFor } from '../../domain/grants.ts';
+import type { WithdrawalRequested } from '../../domain/events.ts';
+import type { Currency } from '../../domain/money.ts';
+import { checkWithdrawal, inRollout, withdrawalFingerprint, withdrawalIdFor } from '../../domain/withdrawals.ts';
+import type { EventPublisher } from '../../infra/publisher.ts';
+import { ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
+import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
+import { ApiError } from '../errors.ts';
+import type { WalletReader, WithdrawalView } from './reader.ts';
+
+export interface WithdrawalAudit {
+  requestedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
+const CURRENCY: Currency = 'CNY';
+
+interface RequestRow { withdrawal_id: string; user_id: string; amount: number; currency: Currency; fingerprint: string; created_ms: number }
+
+/**
+ * Withdraw: force-credit the user's pending tokens ahead of the crediting backlog, then,
+ * under a per-user lock, check the spendable balance, record the request and produce
+ * WithdrawalRequested (available → withdrawing; also the payout request).
+ *
+ * Spendable = the projected available balance minus requests accepted but not yet
+ * projected. Both are read in one statement (one snapshot), and the projector commits an
+ * event's balance change and its ledger_events row together, so an accepted request is
+ * counted exactly once: as a hold until projected, then in the balance. That, with the
+ * lock, is why two concurrent withdrawals of one balance cannot both pass.
+ */
+export class WithdrawalService {
+  constructor(private readonly deps: {
+    pool: pg.Pool; publisher: EventPublisher; settings: WalletSettingsStore; fence: ProjectionFence; reader: WalletReader;
+    /** How long a withdrawal may wait for the user's rewards to be projected. */
+    catchUpMs?: number;
+  }) {}
+
+  async withdraw(userId: string, idempotencyKey: string, amount: number, currency: string, audit: WithdrawalAudit): Promise<{ replayed: boolean; body: WithdrawalView }> {
+    const settings = await this.deps.settings.get();
+    if (!inRollout(userId, settings.withdrawalRolloutBp)) {
+      throw new ApiError(403, 'WITHDRAWAL_NOT_OPEN', 'Withdrawal is not open for your account yet; it is being rolled out gradually.');
+    }
+    const terms = { currency: CURRENCY, maxSingleWithdrawal: settings.maxSingleWithdrawal };
+    const early = checkWithdrawal(amount, currency, Number.MAX_SAFE_INTEGER, terms);
+    if (early) throw new ApiError(422, early.code, early.message);
+
+    const withdrawalId = withdrawalIdFor(userId, idempotencyKey);
+    const fingerprint = withdrawalFingerprint(userId, amount, currency);
+    const existing = await this.request(withdrawalId);
+    if (existing) return { replayed: true, body: await this.replay(existing, fingerprint, audit) };
+
+    const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
+    await this.republishStranded(userId, audit);
+    try {
+      await this.forceCredit(userId, deadline);
+    } catch (err) {
+      if (err instanceof ProjectionBehind) {
+        throw new ApiError(503, 'WALLET_BUSY', 'Your latest rewards are still being recorded; try again in a moment with the same Idempotency-Key.');
+      }
+      throw err;
+    }
+
+    const client = await this.deps.pool.connect();
+    let row: RequestRow;
+    try {
+      await client.query('begin');
+      await client.query('select pg_advisory_xact_lock(hashtext($1))', [`withdraw:${userId}`]);
+      const raced = await this.request(withdrawalId, client);
+      if (raced) {
+        await client.query('rollback');
+        return { replayed: true, body: await this.replay(raced, fingerprint, audit) };
+      }
+      const { rows } = await client.query<{ spendable: number }>(
+        `select coalesce((select balance from account_balances where account = $1), 0)
+              - coalesce((select sum(r.amount) from withdrawal_requests r
+                           where r.user_id = $2 and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)), 0)
+                as spendable`,
+        [account.user(userId, 'available'), userId],
+      );
+      const refused = checkWithdrawal(amount, currency, rows[0]!.spendable, terms);
+      if (refused) {
+        await client.query('rollback');
+        throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, rows[0]!.spendable) });
+      }
+      const inserted = await client.query<RequestRow>(
+        `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency, fingerprint)
+         values ($1, $2, $3, $4, $5, $6)
+         returning withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
+        [withdrawalId, userId, idempotencyKey, amount, currency, fingerprint],
+      );
+      await client.query('commit');
+      row = inserted.rows[0]!;
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    await this.publish(row, audit);
+    return { replayed: false, body: this.pendingView(row) };
+  }
+
+  /** A retry with the same key: the same request gets the same answer, and its event is produced again (a no-op if it landed). */
+  private async replay(existing: RequestRow, fingerprint: string, audit: WithdrawalAudit): Promise<WithdrawalView> {
+    if (existing.fingerprint !== fingerprint) {
+      throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different withdrawal.');
+    }
+    const projected = await this.deps.reader.withdrawal(existing.user_id, existing.withdrawal_id);
+    if (projected) return projected;
+    await this.publish(existing, audit);
+    return this.pendingView(existing);
+  }
+
+  private async publish(row: RequestRow, audit: WithdrawalAudit): Promise<void> {
+    // occurredAt comes from the stored request, so every re-send is the identical event.
+    const event: WithdrawalRequested = {
+      eventId: row.withdrawal_id, occurredAt: row.created_ms, activityId: '', traceId: audit.requestId,
+      withdrawalId: row.withdrawal_id, userId: row.user_id, amount: row.amount, currency: row.currency,
+      requestedBy: audit.requestedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
+    };
+    try {
+      await this.deps.publisher.publish('WithdrawalRequested', event);
+    } catch {
+      // The request holds its amount until it is produced: a retry with the same key produces it.
+      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The withdrawal could not be recorded right now; retry with the same Idempotency-Key.');
+    }
+  }
+
+  /**
+   * A request whose produce failed and was never retried would hold its amount forever;
+   * the user's next withdrawal produces it (the same event, so at most once in the ledger).
+   */
+  private async republishStranded(userId: string, audit: WithdrawalAudit): Promise<void> {
+    const { rows } = await this.deps.pool.query<RequestRow>(
+      `select withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms
+         from withdrawal_requests r
+        where r.user_id = $1 and r.created_at < now() - interval '5 seconds'
+          and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)`,
+      [userId],
+    );
+    for (const row of rows) await this.publish(row, audit);
+  }
+
+  /**
+   * Credits the user's pending tokens now instead of behind the crediting backlog. First
+   * waits until every event already on the user's partition is projected, so no granted
+   * token is missed, then produces the credits (the crediting processor's later copies
+   * have the same event ids and change nothing) and waits until they are projected.
+   */
+  private async forceCredit(userId: string, deadline: number): Promise<void> {
+    await this.deps.fence.catchUp(userId, deadline);
+    const { rows } = await this.deps.pool.query<{ token_id: string; activity_id: string; amount: number; currency: Currency }>(
+      `select token_id, activity_id, amount, currency from tokens where user_id = $1 and status = 'pending'`, [userId],
+    );
+    if (rows.length === 0) return;
+    const now = Date.now();
+    await this.deps.publisher.publishMany('TokenCredited', rows.map((r) => creditFor({
+      tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
+    }, now)));
+    await this.deps.fence.catchUp(userId, deadline);
+  }
+
+  private async request(withdrawalId: string, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<RequestRow | null> {
+    const { rows } = await client.query<RequestRow>(
+      `select withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms
+         from withdrawal_requests where withdrawal_id = $1`,
+      [withdrawalId],
+    );
+    return rows[0] ?? null;
+  }
+
+  private pendingView(row: RequestRow): WithdrawalView {
+    return {
+      withdrawalId: row.withdrawal_id, userId: row.user_id, amount: row.amount, currency: row.currency, status: 'withdrawing',
+      requestedAt: new Date(row.created_ms).toISOString(), resolvedAt: null, reason: null,
+    };
+  }
+}

@@ -1,0 +1,109 @@
+import type pg from 'pg';
+import { account, mayGoNegative, parseAccount } from '../domain/accounts.ts';
+
+/**
+ * The ledger's invariants, checked against the Postgres projection:
+ *  - every event's postings sum to zero, and so does the whole ledger (per currency);
+ *  - every balance equals the sum of its account's postings (no drift);
+ *  - no account but company:cost is below zero;
+ *  - every settled payout has exactly one posting to external:payout behind it, and no
+ *    posting reaches external:payout without a settled payout.
+ *
+ * One subtlety: funding is projected from the budget topic and grants from the wallet
+ * topic, independently. A grant can therefore be projected a moment before the funding it
+ * was accepted against, and the budget looks negative until the funding lands. A negative
+ * budget is only a violation once the budget topic is fully projected; until then the
+ * check waits (up to `settleMs`) for it to catch up.
+ */
+export type Violation =
+  | { kind: 'ledger_imbalance'; currency: string; sum: number }
+  | { kind: 'unbalanced_event'; eventId: string; sum: number }
+  | { kind: 'balance_drift'; account: string; balance: number; postings: number }
+  | { kind: 'negative_balance'; account: string; balance: number }
+  | { kind: 'payout_postings'; withdrawalId: string; postings: number }
+  | { kind: 'payout_posting_without_payout'; eventId: string; amount: number };
+
+export interface InvariantReport {
+  ok: boolean;
+  checkedAt: string;
+  accounts: number;
+  postings: number;
+  settledPayouts: number;
+  violations: Violation[];
+}
+
+export interface InvariantOptions {
+  /** How many budget-topic messages the projector has yet to apply; 0 when caught up. */
+  budgetLag(): Promise<number>;
+  settleMs?: number;
+}
+
+async function snapshot(pool: pg.Pool) {
+  const client = await pool.connect();
+  try {
+    // One consistent snapshot for all the checks below.
+    await client.query('begin isolation level repeatable read read only');
+    const totals = await client.query<{ currency: string; sum: number; n: number }>(
+      'select currency, coalesce(sum(amount), 0)::bigint as sum, count(*)::bigint as n from postings group by currency',
+    );
+    const unbalanced = await client.query<{ event_id: string; sum: number }>(
+      'select event_id, sum(amount)::bigint as sum from postings group by event_id having sum(amount) <> 0 limit 100',
+    );
+    const drift = await client.query<{ account: string; balance: number; postings: number }>(
+      `select coalesce(b.account, p.account) as account, coalesce(b.balance, 0) as balance, coalesce(p.sum, 0)::bigint as postings
+         from account_balances b
+         full join (select account, sum(amount)::bigint as sum from postings group by account) p on p.account = b.account
+        where coalesce(b.balance, 0) <> coalesce(p.sum, 0) limit 100`,
+    );
+    const negative = await client.query<{ account: string; balance: number }>('select account, balance from account_balances where balance < 0');
+    const payouts = await client.query<{ withdrawal_id: string; n: number }>(
+      `select w.withdrawal_id, count(p.event_id)::bigint as n
+         from withdrawals w
+         left join postings p on p.event_id = w.resolved_event_id and p.account = $1
+        where w.status = 'settled'
+        group by w.withdrawal_id`,
+      [account.externalPayout()],
+    );
+    const orphans = await client.query<{ event_id: string; amount: number }>(
+      `select p.event_id, p.amount from postings p
+        where p.account = $1
+          and not exists (select 1 from withdrawals w where w.resolved_event_id = p.event_id and w.status = 'settled')
+        limit 100`,
+      [account.externalPayout()],
+    );
+    const accounts = await client.query<{ n: number }>('select count(*)::bigint as n from account_balances');
+    await client.query('commit');
+    return { totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows, accounts: accounts.rows[0]!.n };
+  } finally {
+    client.release();
+  }
+}
+
+export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Promise<InvariantReport> {
+  const deadline = Date.now() + (opts.settleMs ?? 5_000);
+  for (;;) {
+    const s = await snapshot(pool);
+    const negatives = s.negative.filter((n) => !mayGoNegative(n.account));
+    const budgetNegative = negatives.some((n) => parseAccount(n.account).kind === 'activity');
+    if (budgetNegative && Date.now() < deadline && (await opts.budgetLag()) > 0) {
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    const violations: Violation[] = [
+      ...s.totals.filter((t) => t.sum !== 0).map((t) => ({ kind: 'ledger_imbalance' as const, currency: t.currency, sum: t.sum })),
+      ...s.unbalanced.map((u) => ({ kind: 'unbalanced_event' as const, eventId: u.event_id, sum: u.sum })),
+      ...s.drift.map((d) => ({ kind: 'balance_drift' as const, account: d.account, balance: d.balance, postings: d.postings })),
+      ...negatives.map((n) => ({ kind: 'negative_balance' as const, account: n.account, balance: n.balance })),
+      ...s.payouts.filter((p) => p.n !== 1).map((p) => ({ kind: 'payout_postings' as const, withdrawalId: p.withdrawal_id, postings: p.n })),
+      ...s.orphans.map((o) => ({ kind: 'payout_posting_without_payout' as const, eventId: o.event_id, amount: o.amount })),
+    ];
+    return {
+      ok: violations.length === 0,
+      checkedAt: new Date().toISOString(),
+      accounts: s.accounts,
+      postings: s.totals.reduce((n, t) => n + t.n, 0),
+      settledPayouts: s.payouts.length,
+      violations,
+    };
+  }
+}
