@@ -16,7 +16,7 @@ const secrets = loadSecrets(cfg);
 
 const children: ChildProcess[] = [];
 let stopping = false;
-for (const name of ['api', 'projector', 'crediting']) {
+for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts']) {
   const child = spawn(process.execPath, ['--import', 'tsx', `bin/${name}.ts`], { cwd: root, stdio: 'inherit', env: process.env });
   child.on('exit', (code, signal) => {
     if (stopping) return;
@@ -55,7 +55,14 @@ Hongbao Ledger is running (namespace "${cfg.namespace}").
 Try it:
   curl ${base}/health
   npm run grant -- u-alice 88        # a signed upstream grant of 0.88 CNY to u-alice in "demo-rain"
-  curl ${base}/v1/wallets/u-alice
+  TOKEN=$(npm run -s user-token -- u-alice)
+  curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice
+  curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice/statement
+  curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-withdrawal' -H 'content-type: application/json' \
+       -d '{"amount":50,"currency":"CNY"}' ${base}/v1/wallets/u-alice/withdrawals
+  npm run invariants                 # the ledger's invariants, checked now
+
+  Payment-provider simulator: http://127.0.0.1:${cfg.providerPort} (PUT /admin/config to cause outages)
 
 Ctrl-C stops the ledger; "npm run infra:down" stops Kafka and the registry.
 `);

@@ -4,12 +4,19 @@ import { loadConfig, type Config } from '../../infra/config.ts';
 import { openRuntime, setupNamespace, removeNamespace, type Runtime } from '../../infra/runtime.ts';
 import { kafkaClient } from '../../infra/kafka.ts';
 import { buildApp, type AppSecrets } from '../../api/app.ts';
-import { generateSigningKeyPem } from '../../domain/tokens.ts';
+import { generateSigningKeyPem, publicKeyOf } from '../../domain/tokens.ts';
+import { signUserToken } from '../../api/auth/user-jwt.ts';
 import { signRequest } from '../../api/auth/upstream-signature.ts';
 import { LedgerProjector } from '../../projections/ledger-projector.ts';
 import { CreditingProcessor } from '../../streams/crediting.ts';
 import { MemoryLedger } from '../../domain/ledger.ts';
 import { replayTopics } from '../../reconcile/replay.ts';
+import { PayoutProcessor } from '../../streams/payouts.ts';
+import { PaymentProviderClient } from '../../streams/payment-provider-client.ts';
+import { PayoutRecords } from '../../simulator/payment-provider/store.ts';
+import { buildProvider, type ProviderBehaviour } from '../../simulator/payment-provider/app.ts';
+
+export type Provider = Awaited<ReturnType<typeof buildProvider>> & { url: string; records: PayoutRecords; configure(b: Partial<ProviderBehaviour>): void };
 
 interface TapLike { teardown(fn: () => unknown): void }
 
@@ -22,9 +29,15 @@ export interface TestLedger {
   upstreamKey: { id: string; secret: string };
   projector?: LedgerProjector;
   crediting?: CreditingProcessor;
+  payouts?: PayoutProcessor;
+  provider?: Provider;
   /** A signed upstream request through the app (no network). */
   signed(method: 'POST' | 'PUT' | 'GET', url: string, body?: unknown, headers?: Record<string, string>): Promise<{ statusCode: number; json: any; headers: Record<string, unknown> }>;
-  admin(method: 'POST' | 'PUT', url: string, body: unknown): Promise<{ statusCode: number; json: any }>;
+  admin(method: 'POST' | 'PUT' | 'GET', url: string, body?: unknown): Promise<{ statusCode: number; json: any }>;
+  /** A user token for userId, signed with the test login key. */
+  userToken(userId: string): string;
+  /** A request as a signed-in user. */
+  asUser(userId: string, method: 'GET' | 'POST', url: string, body?: unknown, headers?: Record<string, string>): Promise<{ statusCode: number; json: any; headers: Record<string, unknown> }>;
   /** Creates an activity with the given budget (fen) and single-grant cap. */
   activity(opts?: { budget?: number; maxSingleGrant?: number; id?: string }): Promise<string>;
   /** Folds the namespace's topics from the beginning with the domain rules. */
@@ -37,17 +50,27 @@ export function testNamespace(): string {
 }
 
 export async function startTestLedger(
-  t: TapLike, opts: { projector?: boolean; crediting?: boolean; creditRatePerSec?: number; ns?: string } = {},
+  t: TapLike,
+  opts: {
+    projector?: boolean; crediting?: boolean; creditRatePerSec?: number; ns?: string;
+    /** Runs the payment-provider simulator and the payout processor. */
+    payouts?: boolean; provider?: Partial<ProviderBehaviour>; config?: Partial<Config>;
+  } = {},
 ): Promise<TestLedger> {
   const ns = opts.ns ?? testNamespace();
   const cfg = loadConfig({ namespace: ns, partitions: 3 });
   await setupNamespace(cfg);
-  const rt = await openRuntime('test', { namespace: ns, partitions: 3, produceLingerMs: 1 });
+  const rt = await openRuntime('test', {
+    namespace: ns, partitions: 3, produceLingerMs: 1,
+    payoutRetryBaseMs: 100, payoutRetryCapMs: 1_000, breakerFailureThreshold: 3, breakerOpenMs: 500, ...opts.config,
+  });
   const upstreamKey = { id: 'test-upstream', secret: randomBytes(16).toString('hex') };
+  const userKeyPem = generateSigningKeyPem();
   const secrets: AppSecrets = {
     tokenSigningKeyPem: generateSigningKeyPem(),
     adminToken: randomBytes(16).toString('hex'),
     upstreamKeys: new Map([[upstreamKey.id, upstreamKey.secret]]),
+    userTokenKeys: new Map([['test-login', publicKeyOf(userKeyPem)]]),
   };
   const app = await buildApp(rt, secrets);
   const ledger: TestLedger = {
@@ -63,6 +86,14 @@ export async function startTestLedger(
     async admin(method, url, body) {
       const res = await app.inject({ method, url, payload: body as object, headers: { authorization: `Bearer ${secrets.adminToken}` } });
       return { statusCode: res.statusCode, json: JSON.parse(res.body) };
+    },
+    userToken: (userId) => signUserToken(userKeyPem, 'test-login', userId),
+    async asUser(userId, method, url, body, headers = {}) {
+      const res = await app.inject({
+        method, url, payload: body === undefined ? undefined : (body as object),
+        headers: { authorization: `Bearer ${ledger.userToken(userId)}`, ...headers },
+      });
+      return { statusCode: res.statusCode, json: res.body ? JSON.parse(res.body) : null, headers: res.headers };
     },
     async activity({ budget = 1_000_000, maxSingleGrant = 20_000, id = `act-${randomUUID().slice(0, 8)}` } = {}) {
       const a = await ledger.admin('PUT', `/v1/admin/activities/${id}`, { name: `Test ${id}`, currency: 'CNY', maxSingleGrant });
@@ -101,7 +132,23 @@ export async function startTestLedger(
     ledger.crediting = new CreditingProcessor(rt, { ratePerSec: opts.creditRatePerSec ?? 100_000 });
     await ledger.crediting.start();
   }
+  if (opts.payouts) {
+    const apiKey = randomBytes(16).toString('hex');
+    const records = new PayoutRecords(rt.cfg.databaseUrl, `${ns}_psp`);
+    await records.migrate();
+    const app = await buildProvider(records, { apiKey, behaviour: opts.provider });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    ledger.provider = Object.assign(app, { url, records, configure: (b: Partial<ProviderBehaviour>) => { app.behaviour = { ...app.behaviour, ...b }; } });
+    ledger.payouts = new PayoutProcessor(rt, new PaymentProviderClient(url, apiKey, 2_000));
+    await ledger.payouts.start();
+  }
   t.teardown(async () => {
+    await ledger.payouts?.stop();
+    if (ledger.provider) {
+      await ledger.provider.close();
+      await ledger.provider.records.drop();
+      await ledger.provider.records.close();
+    }
     await ledger.crediting?.stop();
     await ledger.projector?.stop();
     await app.close();
@@ -112,6 +159,7 @@ export async function startTestLedger(
 }
 
 export async function wallet(l: TestLedger, userId: string) {
-  const res = await l.app.inject({ method: 'GET', url: `/v1/wallets/${userId}` });
-  return JSON.parse(res.body);
+  const res = await l.asUser(userId, 'GET', `/v1/wallets/${userId}`);
+  if (res.statusCode !== 200) throw new Error(`wallet read failed: ${JSON.stringify(res.json)}`);
+  return res.json;
 }
