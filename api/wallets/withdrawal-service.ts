@@ -56,6 +56,11 @@ export class WithdrawalService {
     const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
     await this.republishStranded(userId, audit);
     try {
+      await this.deps.fence.catchUp(userId, deadline);
+      // Refuse before crediting anything when even the pending rewards could not cover it.
+      const atMost = await this.spendable(userId, true);
+      const hopeless = checkWithdrawal(amount, currency, atMost, terms);
+      if (hopeless) throw new ApiError(409, hopeless.code, hopeless.message, { available: Math.max(0, atMost) });
       await this.forceCredit(userId, deadline);
     } catch (err) {
       if (err instanceof ProjectionBehind) {
@@ -74,17 +79,11 @@ export class WithdrawalService {
         await client.query('rollback');
         return { replayed: true, body: await this.replay(raced, fingerprint, audit) };
       }
-      const { rows } = await client.query<{ spendable: number }>(
-        `select coalesce((select balance from account_balances where account = $1), 0)
-              - coalesce((select sum(r.amount) from withdrawal_requests r
-                           where r.user_id = $2 and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)), 0)
-                as spendable`,
-        [account.user(userId, 'available'), userId],
-      );
-      const refused = checkWithdrawal(amount, currency, rows[0]!.spendable, terms);
+      const spendable = await this.spendable(userId, false, client);
+      const refused = checkWithdrawal(amount, currency, spendable, terms);
       if (refused) {
         await client.query('rollback');
-        throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, rows[0]!.spendable) });
+        throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, spendable) });
       }
       const inserted = await client.query<RequestRow>(
         `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency, fingerprint)
@@ -146,13 +145,12 @@ export class WithdrawalService {
   }
 
   /**
-   * Credits the user's pending tokens now instead of behind the crediting backlog. First
-   * waits until every event already on the user's partition is projected, so no granted
-   * token is missed, then produces the credits (the crediting processor's later copies
-   * have the same event ids and change nothing) and waits until they are projected.
+   * Credits the user's pending tokens now instead of behind the crediting backlog. The
+   * caller has waited until everything on the user's partition is projected, so no granted
+   * token is missed. The credits have the same event ids as the crediting processor's later
+   * copies, which therefore change nothing; then waits until the credits are projected.
    */
   private async forceCredit(userId: string, deadline: number): Promise<void> {
-    await this.deps.fence.catchUp(userId, deadline);
     const { rows } = await this.deps.pool.query<{ token_id: string; activity_id: string; amount: number; currency: Currency }>(
       `select token_id, activity_id, amount, currency from tokens where user_id = $1 and status = 'pending'`, [userId],
     );
@@ -162,6 +160,23 @@ export class WithdrawalService {
       tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
     }, now)));
     await this.deps.fence.catchUp(userId, deadline);
+  }
+
+  /**
+   * The projected available balance (plus pending, if asked) minus accepted requests not yet
+   * projected. One statement, so one snapshot: a request is counted as a hold or in the
+   * balance, never both and never neither.
+   */
+  private async spendable(userId: string, withPending: boolean, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<number> {
+    const buckets = [account.user(userId, 'available'), ...(withPending ? [account.user(userId, 'pending')] : [])];
+    const { rows } = await client.query<{ spendable: number }>(
+      `select coalesce((select sum(balance) from account_balances where account = any($1)), 0)
+            - coalesce((select sum(r.amount) from withdrawal_requests r
+                         where r.user_id = $2 and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)), 0)
+              as spendable`,
+      [buckets, userId],
+    );
+    return Number(rows[0]!.spendable);
   }
 
   private async request(withdrawalId: string, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<RequestRow | null> {
