@@ -66,7 +66,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
   const settings = new WalletSettingsStore(rt.pool);
   const fence = new ProjectionFence(rt);
   app.addHook('onClose', () => fence.close());
-  const wallets = new WalletReader(rt.pool);
+  const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
   const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
   await app.register(walletRoutes, { wallets, withdrawals });

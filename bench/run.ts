@@ -10,7 +10,10 @@ import pg from 'pg';
 import { loadConfig, topicsOf } from '../infra/config.ts';
 import { setupNamespace, removeNamespace, openRuntime } from '../infra/runtime.ts';
 import { kafkaClient } from '../infra/kafka.ts';
-import { generateSigningKeyPem } from '../domain/tokens.ts';
+import { generateSigningKeyPem, publicKeyOf } from '../domain/tokens.ts';
+import { signUserToken } from '../api/auth/user-jwt.ts';
+import { tokenIdFor, creditFor } from '../domain/grants.ts';
+import { withdrawalIdFor } from '../domain/withdrawals.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 
@@ -20,14 +23,23 @@ const ROUND_MS = Number(process.env.BENCH_ROUND_SECONDS ?? 10) * 1000;
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const API_PORT = 3100;
 const BARE_PORT = 3101;
+const PROVIDER_PORT = 3102;
+const PAYOUT_CAPACITY = Number(process.env.BENCH_PAYOUT_CAPACITY ?? 1000);
+const PAYOUTS = Number(process.env.BENCH_PAYOUTS ?? 10_000);
+const READ_USERS = 10_000;
 
 const ns = `bench_${Date.now().toString(36)}`;
 const cfg = loadConfig({ namespace: ns });
 const upstream = { id: 'bench', secret: randomBytes(16).toString('hex') };
 const adminToken = randomBytes(16).toString('hex');
+const userKey = generateSigningKeyPem();
+const providerKey = randomBytes(16).toString('hex');
 const childEnv = {
   ...process.env, LEDGER_NAMESPACE: ns, API_PORT: String(API_PORT), PORT: String(BARE_PORT), LOG_LEVEL: 'warn',
   UPSTREAM_KEYS: `${upstream.id}=${upstream.secret}`, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_KEY: generateSigningKeyPem(),
+  USER_TOKEN_PUBLIC_KEYS: JSON.stringify({ 'bench-user': publicKeyOf(userKey).export({ type: 'spki', format: 'pem' }) }),
+  PROVIDER_PORT: String(PROVIDER_PORT), PROVIDER_URL: `http://127.0.0.1:${PROVIDER_PORT}`, PROVIDER_API_KEY: providerKey,
+  PROVIDER_CAPACITY_PER_SEC: String(PAYOUT_CAPACITY), PROVIDER_LATENCY_MS: '5', PAYOUT_RATE_PER_SEC: String(PAYOUT_CAPACITY),
 };
 const children: ChildProcess[] = [];
 const run = (script: string) => {
@@ -133,9 +145,9 @@ async function main() {
       await client.query(`insert into ${raw}.postings(event_id, leg, account, currency, amount, created_at)
         select * from unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
         [[...ids, ...ids], [...ids.map(() => 0), ...ids.map(() => 1)], [...ids.map(() => 'activity:bench-rain:budget'), ...ids.map((_, i) => `user:u-${i}:pending`)], [...ids, ...ids].map(() => 'CNY'), [...ids.map(() => -5), ...ids.map(() => 5)], [...ids, ...ids].map(() => at)]);
-      await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at)
-        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[])`,
-        [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at)]);
+      await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, statement_seq)
+        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bigint[])`,
+        [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at), ids.map((_, i) => off + i)]);
       await client.query('commit');
     } finally {
       client.release();
@@ -143,6 +155,9 @@ async function main() {
   }
   const rawPerSec = total / ((performance.now() - rawStart) / 1000);
   await pool.query(`drop schema ${raw} cascade`);
+
+  const reads = await benchWalletReads();
+  const payouts = await benchPayouts(pool);
   await pool.end();
 
   const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
@@ -153,6 +168,8 @@ async function main() {
     grantsToBareRatio: med(grants, 'rps') / med(bares, 'rps'),
     projection: { events: total, perSec: projectedPerSec, perSecIncludingStartup: projectedInclStartup, rawInsertPerSec: rawPerSec, ratioToRaw: projectedPerSec / rawPerSec },
     peakRssMiB: { api: apiPeak, projector: projectorPeak, loadGenerator: Math.round(process.resourceUsage().maxRSS / 1024) },
+    walletReads: reads,
+    payouts,
   };
   mkdirSync(`${root}/.local`, { recursive: true });
   writeFileSync(`${root}/.local/bench-latest.json`, JSON.stringify(result, null, 2));
@@ -163,7 +180,95 @@ async function main() {
 | grants/s, POST /v1/grants vs bare fastify route (median of ${ROUNDS} × ${ROUND_MS / 1000}s) | ${result.grants.rps.toFixed(0)} | ${result.bareFastify.rps.toFixed(0)} | ${result.grantsToBareRatio.toFixed(2)} |
 | grant latency p50 / p99 (ms) | ${result.grants.p50.toFixed(1)} / ${result.grants.p99.toFixed(1)} | ${result.bareFastify.p50.toFixed(1)} / ${result.bareFastify.p99.toFixed(1)} | |
 | projected events/s (effectively once) vs raw multi-row INSERT | ${projectedPerSec.toFixed(0)} | ${rawPerSec.toFixed(0)} | ${result.projection.ratioToRaw.toFixed(2)} |
-| peak RSS MiB: api / projector / load generator | ${apiPeak} / ${projectorPeak} / ${result.peakRssMiB.loadGenerator} | | |`);
+| balance reads/s, GET /v1/wallets/:userId (user JWT) vs bare fastify GET | ${reads.balance.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.balance.rps / reads.bare.rps).toFixed(2)} |
+| balance read latency p50 / p99 (ms) | ${reads.balance.p50.toFixed(1)} / ${reads.balance.p99.toFixed(1)} | ${reads.bare.p50.toFixed(1)} / ${reads.bare.p99.toFixed(1)} | |
+| first statement page reads/s vs bare fastify GET | ${reads.statement.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.statement.rps / reads.bare.rps).toFixed(2)} |
+| statement latency p50 / p99 (ms) | ${reads.statement.p50.toFixed(1)} / ${reads.statement.p99.toFixed(1)} | | |
+| payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
+| peak RSS MiB: api / projector / load generator / payouts | ${apiPeak} / ${projectorPeak} / ${result.peakRssMiB.loadGenerator} / ${payouts.processorPeakMiB} | | |`);
+}
+
+/** Wallet reads: balance and first statement page for 10,000 users who hold rewards, each with its own user token. */
+async function benchWalletReads() {
+  const api = run('bin/api.ts');
+  const bare = run('bench/bare-server.ts');
+  await waitHttp(`http://127.0.0.1:${API_PORT}/health`);
+  await waitHttp(`http://127.0.0.1:${BARE_PORT}/bare/x`);
+  const tokens = Array.from({ length: READ_USERS }, (_, i) => `Bearer ${signUserToken(userKey, 'bench-user', `u-${i}`, { ttlSec: 3600 })}`);
+  const pick = (i: number) => (i * 7919) % READ_USERS;
+  const balanceReq = (i: number) => ({ method: 'GET' as const, path: `/v1/wallets/u-${pick(i)}`, headers: { authorization: tokens[pick(i)]! } });
+  const statementReq = (i: number) => ({ method: 'GET' as const, path: `/v1/wallets/u-${pick(i)}/statement`, headers: { authorization: tokens[pick(i)]! } });
+  const bareReq = (i: number) => ({ method: 'GET' as const, path: `/bare/u-${pick(i)}`, headers: { authorization: tokens[pick(i)]! } });
+  log('wallet reads: warming up');
+  await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: 3000, concurrency: CONCURRENCY, request: balanceReq });
+  await runLoad({ origin: `http://127.0.0.1:${BARE_PORT}`, durationMs: 2000, concurrency: CONCURRENCY, request: bareReq });
+  const bares: LoadResult[] = [];
+  const balances: LoadResult[] = [];
+  const statements: LoadResult[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    bares.push(await runLoad({ origin: `http://127.0.0.1:${BARE_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: bareReq }));
+    balances.push(await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: balanceReq }));
+    statements.push(await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: statementReq }));
+    log(`round ${r + 1}: balance ${balances[r]!.rps.toFixed(0)}/s p99 ${balances[r]!.p99.toFixed(1)}ms (errors ${balances[r]!.errors}); statement ${statements[r]!.rps.toFixed(0)}/s p99 ${statements[r]!.p99.toFixed(1)}ms (errors ${statements[r]!.errors}); bare ${bares[r]!.rps.toFixed(0)}/s`);
+  }
+  const apiPeak = await peakRssMiB(api.pid!);
+  await stop(api);
+  await stop(bare);
+  const m = (xs: LoadResult[]) => ({ rps: median(xs.map((x) => x.rps)), p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)), errors: xs.reduce((s, x) => s + x.errors, 0) });
+  return { balance: m(balances), statement: m(statements), bare: m(bares), apiPeakMiB: apiPeak };
+}
+
+/**
+ * Payouts: PAYOUTS withdrawals (credited rewards, then a withdrawal each) are produced and
+ * projected first; then the payout processor starts against the simulator, both set to
+ * PAYOUT_CAPACITY/s, and is timed from its first settlement to its last.
+ */
+async function benchPayouts(pool: pg.Pool) {
+  const rt = await openRuntime('bench-payouts', { namespace: ns });
+  const projector = run('bin/projector.ts');
+  const provider = run('bin/payment-provider.ts');
+  try {
+    const now = Date.now();
+    const events = Array.from({ length: PAYOUTS }, (_, i) => {
+      const userId = `pay-${i}`;
+      const tokenId = tokenIdFor('bench-rain', `pay-${i}`);
+      const issued = {
+        eventId: tokenId, occurredAt: now, activityId: 'bench-rain', traceId: 'bench', tokenId, orderNo: `pay-${i}`, userId, sceneId: 'rain',
+        amount: 100, currency: 'CNY' as const, signature: 'bench', keyId: 'bench', grantedBy: 'bench', clientAddress: '-', requestId: 'bench',
+      };
+      const withdrawalId = withdrawalIdFor(userId, 'bench');
+      return {
+        issued, credited: creditFor(issued, now),
+        withdrawal: { eventId: withdrawalId, occurredAt: now, activityId: '', traceId: 'bench', withdrawalId, userId, amount: 100, currency: 'CNY' as const, requestedBy: userId, clientAddress: '-', requestId: 'bench' },
+      };
+    });
+    await rt.publisher.publishMany('TokenIssued', events.map((e) => e.issued));
+    await rt.publisher.publishMany('TokenCredited', events.map((e) => e.credited));
+    await rt.publisher.publishMany('WithdrawalRequested', events.map((e) => e.withdrawal));
+    log(`payouts: ${PAYOUTS} withdrawals produced; waiting for the projection`);
+    const count = async (status: string) => Number((await pool.query(`select count(*)::int as n from withdrawals where status = $1 and user_id like 'pay-%'`, [status])).rows[0].n);
+    while ((await count('withdrawing')) < PAYOUTS) await new Promise((r) => setTimeout(r, 200));
+    await waitHttp(`http://127.0.0.1:${PROVIDER_PORT}/v1/payouts/none`);
+    const payouts = run('bin/payouts.ts');
+    let first = 0;
+    let peak: number | null = null;
+    for (;;) {
+      const n = await count('settled');
+      if (n > 0 && !first) first = performance.now();
+      peak = (await peakRssMiB(payouts.pid!)) ?? peak;
+      if (n >= PAYOUTS) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seconds = (performance.now() - first) / 1000;
+    await stop(payouts);
+    const stats = await fetch(`http://127.0.0.1:${PROVIDER_PORT}/admin/stats`, { headers: { authorization: `Bearer ${providerKey}` } }).then((r) => r.json()) as { overCapacity: number; paid: number };
+    log(`payouts: ${PAYOUTS} settled in ${seconds.toFixed(1)} s; provider refused ${stats.overCapacity} for capacity`);
+    return { payouts: PAYOUTS, seconds, perSec: PAYOUTS / seconds, capacityPerSec: PAYOUT_CAPACITY, providerPaid: stats.paid, providerOverCapacity: stats.overCapacity, processorPeakMiB: peak };
+  } finally {
+    await stop(projector);
+    await stop(provider);
+    await rt.close();
+  }
 }
 
 try {

@@ -40,6 +40,8 @@ export interface Config {
   breakerOpenMs: number;
   /** Where `npm start` runs the payment-provider simulator. */
   providerPort: number;
+  /** How old a balance on the wallet page may be, ms (a per-instance read cache; 0 disables it). */
+  walletCacheMs: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -77,6 +79,7 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     breakerFailureThreshold: int('BREAKER_FAILURE_THRESHOLD', 5),
     breakerOpenMs: int('BREAKER_OPEN_MS', 2_000),
     providerPort: int('PROVIDER_PORT', 4000),
+    walletCacheMs: int('WALLET_CACHE_MS', 1000),
     ...overrides,
     namespace,
   };

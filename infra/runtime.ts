@@ -81,6 +81,8 @@ export async function removeNamespace(rt: Runtime): Promise<void> {
     await admin.disconnect();
   }
   await dropSchema(rt.cfg.databaseUrl, rt.cfg.namespace);
+  await dropSchema(rt.cfg.databaseUrl, `${rt.cfg.namespace}_psp`); // the payment-provider simulator's books
+
   let cursor = '0';
   do {
     const [next, keys] = await rt.redis.scan(cursor, 'MATCH', `${rt.cfg.namespace}:*`, 'COUNT', 1000);

@@ -49,7 +49,8 @@ export class PayoutProcessor {
 
   constructor(private readonly rt: Runtime, private readonly provider: PaymentProviderClient, opts: { groupId?: string } = {}) {
     this.name = opts.groupId ?? `${rt.cfg.namespace}.payouts`;
-    this.limiter = new SharedRateLimiter(rt.redis, `${rt.cfg.namespace}:rate:payouts`, rt.cfg.payoutRatePerSec);
+    // 20 ms slices: the provider counts capacity over short windows, so send small, even bursts.
+    this.limiter = new SharedRateLimiter(rt.redis, `${rt.cfg.namespace}:rate:payouts`, rt.cfg.payoutRatePerSec, Date.now, 20);
     this.breaker = new CircuitBreaker({ failureThreshold: rt.cfg.breakerFailureThreshold, openMs: rt.cfg.breakerOpenMs });
   }
 

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 
 /**
  * A rate limit shared by every instance through Redis: at most ratePerSec/10 permits in
- * each 100 ms slice, so the flow to a downstream is even rather than bursting at the top of
+ * each 100 ms slice (or a finer slice when asked), so the flow to a downstream is even rather than bursting at the top of
  * each second. Instances take permits from the same counter, so adding instances never
  * raises the total rate.
  */
@@ -19,20 +19,28 @@ export const SLICE_MS = 100;
 
 export class SharedRateLimiter {
   private readonly perSlice: number;
+  readonly sliceMs: number;
 
+  /**
+   * `sliceMs` defaults to 100 ms; a downstream that counts its own capacity in short
+   * windows is better served by finer slices (smaller bursts). A slice is lengthened when
+   * the rate is too low to grant at least one permit in it.
+   */
   constructor(
     private readonly redis: Redis,
     private readonly key: string,
     ratePerSec: number,
     private readonly now: () => number = Date.now,
+    sliceMs = SLICE_MS,
   ) {
     if (!Number.isSafeInteger(ratePerSec) || ratePerSec <= 0) throw new RangeError('ratePerSec must be a positive integer');
-    this.perSlice = Math.max(1, Math.floor((ratePerSec * SLICE_MS) / 1000));
+    this.sliceMs = Math.max(sliceMs, Math.ceil(1000 / ratePerSec));
+    this.perSlice = Math.floor((ratePerSec * this.sliceMs) / 1000);
   }
 
   /** Takes up to n permits from the current slice; returns how many it got (possibly 0). */
   async tryTake(n: number): Promise<number> {
-    const slice = Math.floor(this.now() / SLICE_MS);
+    const slice = Math.floor(this.now() / this.sliceMs);
     return Number(await this.redis.eval(TAKE, 1, `${this.key}:${slice}`, String(n), String(this.perSlice)));
   }
 
@@ -41,7 +49,7 @@ export class SharedRateLimiter {
     let got = 0;
     while (got < n && isRunning()) {
       got += await this.tryTake(n - got);
-      if (got < n) await new Promise((r) => setTimeout(r, SLICE_MS - (this.now() % SLICE_MS) + 1));
+      if (got < n) await new Promise((r) => setTimeout(r, this.sliceMs - (this.now() % this.sliceMs) + 1));
     }
     return got;
   }

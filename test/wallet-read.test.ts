@@ -144,3 +144,24 @@ t.test('bad wallet input gets a clear 4xx and writes nothing', async (t) => {
   t.equal((await l.rt.pool.query('select count(*)::int as n from withdrawal_requests')).rows[0].n, 0, 'no withdrawal request was recorded');
   t.equal(await ends(), walletEnd, 'nothing was produced to the wallet topic');
 });
+
+t.test('balance reads that arrive together are answered correctly from one query, and the cache is bounded by its age', async (t) => {
+  const l = await startTestLedger(t);
+  const act = await l.activity({ budget: 1_000_000 });
+  // Include a user id spelled like an account id: the batched query must not confuse them.
+  const users = [...Array.from({ length: 30 }, (_, i) => `u-batch-${i}`), 'user:u-batch-1:available'];
+  await Promise.all(users.map((u, i) => grantTo(l, act, u, `batch-${i}`, i + 1)));
+  await l.waitFor('projected', async () => (await l.rt.pool.query(`select count(*)::int as n from tokens`)).rows[0].n === users.length);
+  const { WalletReader } = await import('../api/wallets/reader.ts');
+  const reader = new WalletReader(l.rt.pool, 60_000);
+  const all = await Promise.all(users.map((u) => reader.balance(u, 'CNY')));
+  t.same(all.map((b) => [b.userId, b.pending, b.cumulativeIncome, b.available]), users.map((u, i) => [u, i + 1, i + 1, 0]), 'each concurrent read gets its own user\'s balance');
+
+  await grantTo(l, act, 'u-batch-0', 'batch-more', 100);
+  await l.waitFor('projected', async () => (await l.rt.pool.query(`select count(*)::int as n from tokens`)).rows[0].n === users.length + 1);
+  t.equal((await reader.balance('u-batch-0', 'CNY')).pending, 1, 'within its age, the cached balance is served');
+  reader.forgetBalance('u-batch-0');
+  t.equal((await reader.balance('u-batch-0', 'CNY')).pending, 101, 'once forgotten (as after a withdrawal), the projection is read again');
+  const uncached = new WalletReader(l.rt.pool, 0);
+  t.equal((await uncached.balance('u-batch-0', 'CNY')).pending, 101, 'with the cache off, every read goes to the projection');
+});

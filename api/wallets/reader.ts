@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { account } from '../../domain/accounts.ts';
 import type { WithdrawalStatus } from '../../domain/withdrawals.ts';
+import { CURRENCIES } from '../../domain/money.ts';
+import { ReadCache } from './balance-cache.ts';
 
 export interface WalletBalance {
   userId: string;
@@ -55,22 +57,64 @@ export function decodeCursor(cursor: string): number | null {
 
 /** Reads wallet views from the ledger projection. */
 export class WalletReader {
-  constructor(private readonly pool: pg.Pool) {}
+  private readonly balances: ReadCache<WalletBalance>;
 
-  async balance(userId: string, currency: string): Promise<WalletBalance> {
-    const accounts = [account.user(userId, 'available'), account.user(userId, 'pending'), account.user(userId, 'withdrawing')];
-    const { rows } = await this.pool.query<{ account: string; balance: number; income: number }>(
-      `select b.account, b.balance, 0::bigint as income from account_balances b where b.account = any($1) and b.currency = $2
-       union all
-       select 'income', 0, coalesce(sum(amount), 0)::bigint from tokens where user_id = $3 and currency = $2`,
-      [accounts, currency, userId],
-    );
-    const get = (a: string) => rows.find((r) => r.account === a)?.balance ?? 0;
-    return {
-      userId, currency,
-      available: get(accounts[0]!), pending: get(accounts[1]!), withdrawing: get(accounts[2]!),
-      cumulativeIncome: rows.find((r) => r.account === 'income')?.income ?? 0,
-    };
+  /** `cacheMs`: how old a balance shown on the wallet page may be (0: always read the projection). */
+  constructor(private readonly pool: pg.Pool, cacheMs = 0) {
+    this.balances = new ReadCache(cacheMs);
+  }
+
+  balance(userId: string, currency: string): Promise<WalletBalance> {
+    return this.balances.get(`${userId}|${currency}`, () => this.readBalance(userId, currency));
+  }
+
+  /** After this user moved money through this instance, show the projection, not the cache. */
+  forgetBalance(userId: string): void {
+    for (const currency of CURRENCIES) this.balances.forget(`${userId}|${currency}`);
+  }
+
+  /**
+   * Balance reads that arrive together are answered by one query: under load, dozens of
+   * wallet pages cost Postgres one round trip instead of dozens.
+   */
+  private pending = new Map<string, { userId: string; currency: string; waiters: { resolve(b: WalletBalance): void; reject(e: unknown): void }[] }>();
+
+  private readBalance(userId: string, currency: string): Promise<WalletBalance> {
+    return new Promise((resolve, reject) => {
+      const key = `${userId}|${currency}`;
+      const entry = this.pending.get(key) ?? { userId, currency, waiters: [] };
+      entry.waiters.push({ resolve, reject });
+      this.pending.set(key, entry);
+      if (this.pending.size === 1 && entry.waiters.length === 1) setImmediate(() => void this.flushBalances());
+    });
+  }
+
+  private async flushBalances(): Promise<void> {
+    const batch = [...this.pending.values()];
+    this.pending = new Map();
+    try {
+      const users = batch.map((b) => b.userId);
+      const accounts = users.flatMap((u) => [account.user(u, 'available'), account.user(u, 'pending'), account.user(u, 'withdrawing')]);
+      const { rows } = await this.pool.query<{ key: string; currency: string; amount: number }>({
+        name: 'wallet-balances',
+        text: `select 'a|' || account as key, currency, balance as amount from account_balances where account = any($1)
+               union all
+               select 'i|' || user_id, currency, sum(amount)::bigint from tokens where user_id = any($2) group by user_id, currency`,
+        values: [accounts, users],
+      });
+      const found = new Map(rows.map((r) => [`${r.key}|${r.currency}`, r.amount]));
+      for (const b of batch) {
+        const get = (k: string) => found.get(`${k}|${b.currency}`) ?? 0;
+        const bucket = (name: 'available' | 'pending' | 'withdrawing') => get(`a|${account.user(b.userId, name)}`);
+        const balance: WalletBalance = {
+          userId: b.userId, currency: b.currency,
+          available: bucket('available'), pending: bucket('pending'), withdrawing: bucket('withdrawing'), cumulativeIncome: get(`i|${b.userId}`),
+        };
+        for (const w of b.waiters) w.resolve(balance);
+      }
+    } catch (err) {
+      for (const b of batch) for (const w of b.waiters) w.reject(err);
+    }
   }
 
   /**

@@ -100,6 +100,7 @@ export class WithdrawalService {
       client.release();
     }
     await this.publish(row, audit);
+    this.deps.reader.forgetBalance(userId);
     return { replayed: false, body: this.pendingView(row) };
   }
 

@@ -9,7 +9,7 @@ import type { PayoutRecords } from './store.ts';
  * so the caller cannot tell), and full outages. Behaviour is changed live via /admin/config.
  */
 export interface ProviderBehaviour {
-  /** Requests per second it accepts; more in a 100 ms slice are answered 429. */
+  /** Requests per second it accepts (a token bucket holding 100 ms worth); beyond it, 429. */
   capacityPerSec: number;
   latencyMs: number;
   /** Share of requests answered 500 before anything is recorded. */
@@ -37,14 +37,14 @@ export const defaultBehaviour = (): ProviderBehaviour => ({
   capacityPerSec: 2000, latencyMs: 5, failureRate: 0, ambiguousFailureRate: 0, outage: false, blockedUsers: [],
 });
 
-const SLICE_MS = 100;
+const BURST_MS = 100;
 
 export async function buildProvider(records: PayoutRecords, opts: { apiKey: string; behaviour?: Partial<ProviderBehaviour> }): Promise<FastifyInstance & { behaviour: ProviderBehaviour; stats: ProviderStats }> {
   const app = Fastify({ logger: false }) as unknown as FastifyInstance & { behaviour: ProviderBehaviour; stats: ProviderStats };
   app.behaviour = { ...defaultBehaviour(), ...opts.behaviour };
   app.stats = { requests: 0, paid: 0, replayed: 0, overCapacity: 0, failed: 0, ambiguous: 0, outageRefused: 0, rejected: 0 };
-  let slice = -1;
-  let used = 0;
+  let tokens = 0;
+  let refilledAt = Date.now();
   const key = Buffer.from(opts.apiKey);
 
   app.addHook('onRequest', async (req, reply) => {
@@ -66,16 +66,15 @@ export async function buildProvider(records: PayoutRecords, opts: { apiKey: stri
       app.stats.outageRefused++;
       return reply.status(503).send({ code: 'UNAVAILABLE' });
     }
-    const now = Math.floor(Date.now() / SLICE_MS);
-    if (now !== slice) {
-      slice = now;
-      used = 0;
-    }
-    if (used >= Math.max(1, Math.floor((b.capacityPerSec * SLICE_MS) / 1000))) {
+    const now = Date.now();
+    const burst = Math.max(1, (b.capacityPerSec * BURST_MS) / 1000);
+    tokens = Math.min(burst, tokens + ((now - refilledAt) * b.capacityPerSec) / 1000);
+    refilledAt = now;
+    if (tokens < 1) {
       app.stats.overCapacity++;
       return reply.status(429).send({ code: 'OVER_CAPACITY' });
     }
-    used++;
+    tokens -= 1;
     if (b.latencyMs > 0) await new Promise((r) => setTimeout(r, b.latencyMs));
     if (Math.random() < b.failureRate) {
       app.stats.failed++;

@@ -62,7 +62,7 @@ export async function startTestLedger(
   await setupNamespace(cfg);
   const rt = await openRuntime('test', {
     namespace: ns, partitions: 3, produceLingerMs: 1,
-    payoutRetryBaseMs: 100, payoutRetryCapMs: 1_000, breakerFailureThreshold: 3, breakerOpenMs: 500, ...opts.config,
+    payoutRetryBaseMs: 100, payoutRetryCapMs: 1_000, breakerFailureThreshold: 3, breakerOpenMs: 500, walletCacheMs: 0, ...opts.config,
   });
   const upstreamKey = { id: 'test-upstream', secret: randomBytes(16).toString('hex') };
   const userKeyPem = generateSigningKeyPem();
