@@ -42,8 +42,8 @@ const childEnv = {
   PROVIDER_CAPACITY_PER_SEC: String(PAYOUT_CAPACITY), PROVIDER_LATENCY_MS: '5', PAYOUT_RATE_PER_SEC: String(PAYOUT_CAPACITY),
 };
 const children: ChildProcess[] = [];
-const run = (script: string) => {
-  const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+const run = (script: string, env: Record<string, string> = {}) => {
+  const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: { ...childEnv, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(c);
   return c;
 };
@@ -182,6 +182,8 @@ async function main() {
 | projected events/s (effectively once) vs raw multi-row INSERT | ${projectedPerSec.toFixed(0)} | ${rawPerSec.toFixed(0)} | ${result.projection.ratioToRaw.toFixed(2)} |
 | balance reads/s, GET /v1/wallets/:userId (user JWT) vs bare fastify GET | ${reads.balance.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.balance.rps / reads.bare.rps).toFixed(2)} |
 | balance read latency p50 / p99 (ms) | ${reads.balance.p50.toFixed(1)} / ${reads.balance.p99.toFixed(1)} | ${reads.bare.p50.toFixed(1)} / ${reads.bare.p99.toFixed(1)} | |
+| balance reads/s with the cache off (WALLET_CACHE_MS=0) vs bare fastify GET | ${reads.balanceUncached.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.balanceUncached.rps / reads.bare.rps).toFixed(2)} |
+| balance read latency with the cache off p50 / p99 (ms) | ${reads.balanceUncached.p50.toFixed(1)} / ${reads.balanceUncached.p99.toFixed(1)} | | |
 | first statement page reads/s vs bare fastify GET | ${reads.statement.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.statement.rps / reads.bare.rps).toFixed(2)} |
 | statement latency p50 / p99 (ms) | ${reads.statement.p50.toFixed(1)} / ${reads.statement.p99.toFixed(1)} | | |
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
@@ -190,7 +192,7 @@ async function main() {
 
 /** Wallet reads: balance and first statement page for 10,000 users who hold rewards, each with its own user token. */
 async function benchWalletReads() {
-  const api = run('bin/api.ts');
+  const api = run('bin/api.ts', { WALLET_CACHE_MS: '1000' });
   const bare = run('bench/bare-server.ts');
   await waitHttp(`http://127.0.0.1:${API_PORT}/health`);
   await waitHttp(`http://127.0.0.1:${BARE_PORT}/bare/x`);
@@ -214,8 +216,18 @@ async function benchWalletReads() {
   const apiPeak = await peakRssMiB(api.pid!);
   await stop(api);
   await stop(bare);
+  // The same balance reads with the cache off: every read reaches Postgres (batched).
+  const uncachedApi = run('bin/api.ts', { WALLET_CACHE_MS: '0' });
+  await waitHttp(`http://127.0.0.1:${API_PORT}/health`);
+  await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: 3000, concurrency: CONCURRENCY, request: balanceReq });
+  const uncached: LoadResult[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    uncached.push(await runLoad({ origin: `http://127.0.0.1:${API_PORT}`, durationMs: ROUND_MS, concurrency: CONCURRENCY, request: balanceReq }));
+    log(`round ${r + 1}: balance without cache ${uncached[r]!.rps.toFixed(0)}/s p99 ${uncached[r]!.p99.toFixed(1)}ms (errors ${uncached[r]!.errors})`);
+  }
+  await stop(uncachedApi);
   const m = (xs: LoadResult[]) => ({ rps: median(xs.map((x) => x.rps)), p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)), errors: xs.reduce((s, x) => s + x.errors, 0) });
-  return { balance: m(balances), statement: m(statements), bare: m(bares), apiPeakMiB: apiPeak };
+  return { balance: m(balances), balanceUncached: m(uncached), statement: m(statements), bare: m(bares), apiPeakMiB: apiPeak };
 }
 
 /**

@@ -148,6 +148,11 @@ export class PayoutProcessor {
         return this.rt.publisher.publish('PayoutFailed', { ...base, eventId: failedEventIdFor(r.withdrawalId), occurredAt: now, reason: outcome.reason });
       case 'transient': {
         this.counts.retried++;
+        if (/^HTTP 4(?!29)/.test(outcome.reason)) {
+          // Not overload: the provider refuses what we sent. Retrying cannot fix it and giving
+          // up could return money that was paid, so it keeps retrying and says so loudly.
+          this.rt.log.error('payment provider refuses a payout request; it needs a person', { withdrawalId: r.withdrawalId, reason: outcome.reason });
+        }
         const attempt = job.failed + 1;
         return this.rt.publisher.publish('PayoutAttemptFailed', {
           ...base, eventId: attemptFailedEventIdFor(r.withdrawalId, attempt), occurredAt: now, attempt,
