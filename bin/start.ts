@@ -58,8 +58,7 @@ Try it:
   TOKEN=$(npm run -s user-token -- u-alice)
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice/statement
-  curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-withdrawal' -H 'content-type: application/json' \
-       -d '{"amount":50,"currency":"CNY"}' ${base}/v1/wallets/u-alice/withdrawals
+  curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-withdrawal' -H 'content-type: application/json' -d '{"amount":50,"currency":"CNY"}' ${base}/v1/wallets/u-alice/withdrawals
   npm run invariants                 # the ledger's invariants, checked now
 
   Payment-provider simulator: http://127.0.0.1:${cfg.providerPort} (PUT /admin/config to cause outages)
