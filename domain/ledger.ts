@@ -2,6 +2,7 @@ import { account, mayGoNegative } from './accounts.ts';
 import type { Currency } from './money.ts';
 import type { LedgerEvent } from './events.ts';
 import { checkWithdrawal, type WithdrawalRecord } from './withdrawals.ts';
+import { fundingEventIdFor, tokenIdFor } from './grants.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -13,6 +14,9 @@ import { checkWithdrawal, type WithdrawalRecord } from './withdrawals.ts';
  *  I3. A token is credited at most once, and only after it was issued.
  *  I4. A withdrawal is covered by the available balance when it is applied, and it is
  *      resolved (settled or failed) at most once: one payout, one posting to external.
+ *  I5. An event that creates money or a record carries the id derived from its business
+ *      key, so the ledger's dedupe by event id is a dedupe by business key: a second copy
+ *      of a funding, grant or withdrawal under another id moves nothing.
  */
 export interface Posting {
   account: string;
@@ -44,6 +48,7 @@ export interface LedgerView {
 }
 
 export type Anomaly =
+  | { kind: 'event_id_not_derived'; eventId: string; expected: string }
   | { kind: 'token_credited_twice'; tokenId: string; eventId: string }
   | { kind: 'token_credit_without_issue'; tokenId: string; eventId: string }
   | { kind: 'token_credit_mismatch'; tokenId: string; eventId: string; expected: number; actual: number }
@@ -70,7 +75,26 @@ function transfer(from: string, to: string, amount: number, currency: Currency):
   ];
 }
 
+/** I5: the id a creating event must carry, or null for events guarded by the state they change. */
+function derivedIdOf(event: LedgerEvent): string | null {
+  switch (event.type) {
+    case 'BudgetFunded':
+      return fundingEventIdFor(event.data.activityId, event.data.fundingId);
+    case 'TokenIssued':
+      return tokenIdFor(event.data.activityId, event.data.orderNo);
+    case 'WithdrawalRequested':
+      // The idempotency key is not in the event, so the withdrawal id itself is the key.
+      return event.data.withdrawalId;
+    default:
+      return null;
+  }
+}
+
 export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
+  const expected = derivedIdOf(event);
+  if (expected !== null && (event.data.eventId !== expected || (event.type === 'TokenIssued' && event.data.tokenId !== expected))) {
+    return { ...none(), anomalies: [{ kind: 'event_id_not_derived', eventId: event.data.eventId, expected }] };
+  }
   switch (event.type) {
     case 'BudgetFunded': {
       const e = event.data;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import { EVENT_TYPES, type EventMap, type EventType, type LedgerEvent } from '../domain/events.ts';
+import { invalidEvent } from '../domain/validate.ts';
 
 const NAMESPACE = 'io.hongbao.ledger';
 
@@ -68,7 +69,10 @@ export class EventCodec {
     return this.registry.encode(id, data);
   }
 
-  /** Decodes a message; anything that is not a known event in the wire format is UndecodableMessage. */
+  /**
+   * Decodes a message; anything that is not a known event in the wire format, or that breaks
+   * the ledger's rules for events (domain/validate.ts), is UndecodableMessage.
+   */
   async decode(value: Buffer | null): Promise<LedgerEvent> {
     if (!value || value.length < 6 || value[0] !== 0) throw new UndecodableMessage('not in the Confluent wire format');
     const id = value.readUInt32BE(1);
@@ -81,8 +85,10 @@ export class EventCodec {
         type = name as EventType;
         this.typeById.set(id, type);
       }
-      const data = await this.registry.decode(value);
-      return { type, data } as LedgerEvent;
+      const event = { type, data: await this.registry.decode(value) } as LedgerEvent;
+      const invalid = invalidEvent(event);
+      if (invalid) throw new UndecodableMessage(`${type} is not a valid ledger event: ${invalid}`);
+      return event;
     } catch (err) {
       if (err instanceof UndecodableMessage) throw err;
       const status = (err as { status?: number }).status;

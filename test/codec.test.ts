@@ -4,18 +4,21 @@ import { EVENT_TYPES } from '../domain/events.ts';
 import { loadConfig } from '../infra/config.ts';
 import { testNamespace } from './helpers/ledger.ts';
 import { issued, creditFor } from './helpers/events.ts';
+import { fundingEventIdFor } from '../domain/grants.ts';
+import { attemptFailedEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
 
 const cfg = loadConfig();
 const topic = `${testNamespace()}.wallet.v1`;
 const tok = issued('a1', 'u1', 'o1', 88, 1_790_000_000_123);
+const W = '0d9a1c2e-3b4f-8a5d-9e6f-7a8b9c0d1e2f';
 const samples = {
-  BudgetFunded: { eventId: 'e1', occurredAt: 1_790_000_000_000, activityId: 'a1', traceId: 't', fundingId: 'f1', amount: 1_000_000, currency: 'CNY', fundedBy: 'ops' },
+  BudgetFunded: { eventId: fundingEventIdFor('a1', 'f1'), occurredAt: 1_790_000_000_000, activityId: 'a1', traceId: 't', fundingId: 'f1', amount: 1_000_000, currency: 'CNY', fundedBy: 'ops' },
   TokenIssued: tok,
   TokenCredited: creditFor(tok, 1_790_000_000_999),
-  WithdrawalRequested: { eventId: 'w1', occurredAt: 1_790_000_001_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', requestedBy: 'u1', clientAddress: '10.0.0.1', requestId: 'r1' },
-  PayoutSettled: { eventId: 's1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-1' },
-  PayoutFailed: { eventId: 'f1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', reason: 'ACCOUNT_BLOCKED' },
-  PayoutAttemptFailed: { eventId: 'a1', occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: 'w1', userId: 'u1', amount: 500, currency: 'CNY', attempt: 2, retryAt: 1_790_000_004_000, reason: 'HTTP 503' },
+  WithdrawalRequested: { eventId: W, occurredAt: 1_790_000_001_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', requestedBy: 'u1', clientAddress: '10.0.0.1', requestId: 'r1' },
+  PayoutSettled: { eventId: settledEventIdFor(W), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-1' },
+  PayoutFailed: { eventId: failedEventIdFor(W), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', reason: 'ACCOUNT_BLOCKED' },
+  PayoutAttemptFailed: { eventId: attemptFailedEventIdFor(W, 2), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', attempt: 2, retryAt: 1_790_000_004_000, reason: 'HTTP 503' },
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {
@@ -62,4 +65,22 @@ t.test('bytes that are not an event are UndecodableMessage', async (t) => {
   await t.rejects(c.decode(Buffer.from([0, 0x7f, 0xff, 0xff, 0xfe, 1])), { name: 'UndecodableMessage' }, 'unknown schema id');
   const good = await c.encode(topic, 'TokenCredited', samples.TokenCredited);
   await t.rejects(c.decode(good.subarray(0, 8)), { name: 'UndecodableMessage' }, 'truncated body');
+});
+
+t.test('well-formed Avro that breaks the ledger\'s rules for events is UndecodableMessage too', async (t) => {
+  const c = new EventCodec(cfg.schemaRegistryUrl);
+  const cases: [string, unknown][] = [
+    ['an event id that is not a UUID', { ...samples.TokenCredited, eventId: 'e1' }],
+    ['a negative amount', { ...samples.TokenIssued, amount: -5 }],
+    ['a zero amount', { ...samples.WithdrawalRequested, amount: 0 }],
+    ['an unknown currency', { ...samples.PayoutSettled, currency: 'XXX' }],
+    ['a token id that is not a UUID', { ...samples.TokenCredited, tokenId: 'tok' }],
+    ['a withdrawal id that is not a UUID', { ...samples.PayoutFailed, withdrawalId: 'w' }],
+    ['attempt 0', { ...samples.PayoutAttemptFailed, attempt: 0 }],
+  ];
+  const typeOf = (x: unknown) => (Object.entries(samples).find(([, v]) => Object.keys(v).sort().join() === Object.keys(x as object).sort().join())![0]) as keyof typeof samples;
+  for (const [what, data] of cases) {
+    const buf = await c.encode(topic, typeOf(data), data as never);
+    await t.rejects(c.decode(buf), { name: 'UndecodableMessage', message: /not a valid ledger event/ }, what);
+  }
 });

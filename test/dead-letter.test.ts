@@ -6,7 +6,10 @@ t.test('an undecodable message goes to the dead-letter topic and processing cont
   const l = await startTestLedger(t, { crediting: true });
   const act = await l.activity({ budget: 1_000 });
   await l.rt.publisher.publish('TokenIssued', issued(act, 'u-dlq', 'before', 10));
-  const garbage = [Buffer.from('not avro at all'), Buffer.from([0, 0, 0, 0x7f, 0xff, 1, 2, 3]), Buffer.alloc(0)];
+  // Two that are not Avro at all, and one that is well-formed Avro but no valid event (a
+  // negative amount): applied, it would fail the tokens table's check and stop the partition.
+  const invalid = await l.rt.codec.encode(l.rt.topics.wallet, 'TokenIssued', { ...issued(act, 'u-dlq', 'negative', 10), amount: -10 });
+  const garbage = [Buffer.from('not avro at all'), Buffer.from([0, 0, 0, 0x7f, 0xff, 1, 2, 3]), Buffer.alloc(0), invalid];
   for (const value of garbage) await l.rt.producer.send(l.rt.topics.wallet, { key: 'u-dlq', value });
   await l.rt.publisher.publish('TokenIssued', issued(act, 'u-dlq', 'after', 20));
 
@@ -26,12 +29,12 @@ t.test('an undecodable message goes to the dead-letter topic and processing cont
       eachMessage: async ({ message }) => {
         const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
         seen.push({ value: message.value ?? Buffer.alloc(0), headers });
-        if (seen.length >= 6) resolve();
+        if (seen.length >= 8) resolve();
       },
     });
   });
   await consumer.disconnect();
-  t.equal(seen.length, 6, 'three bad messages, dead-lettered once by each consumer group');
+  t.equal(seen.length, 8, 'four bad messages, dead-lettered once by each consumer group');
   const consumers = new Set(seen.map((s) => s.headers['dlq-consumer']));
   t.same([...consumers].sort(), [`${l.ns}.crediting`, `${l.ns}.ledger-projector`].sort());
   for (const s of seen) {

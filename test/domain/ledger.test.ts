@@ -105,3 +105,18 @@ t.test('property: folding the log twice over gives the same ledger as once (idem
   }), { numRuns: 200 });
   t.pass('200 random campaigns');
 });
+
+t.test('a second copy of a funding, grant or withdrawal under another event id moves nothing (I5)', async (t) => {
+  const l = new MemoryLedger();
+  const fund = funded('a1', 'f1', 1000);
+  l.apply(fund);
+  l.apply({ ...fund, data: { ...fund.data, eventId: '00000000-0000-8000-8000-000000000001' } } as LedgerEvent);
+  t.equal(l.balance(account.activityBudget('a1')), 1000, 'funded once');
+  const tok = issued('a1', 'u1', 'o1', 88);
+  l.apply({ type: 'TokenIssued', data: tok });
+  l.apply({ type: 'TokenIssued', data: { ...tok, eventId: '00000000-0000-8000-8000-000000000002' } });
+  l.apply({ type: 'TokenIssued', data: { ...tok, eventId: '00000000-0000-8000-8000-000000000003', tokenId: '00000000-0000-8000-8000-000000000003' } });
+  t.equal(l.balance(account.user('u1', 'pending')), 88, 'granted once');
+  t.same(l.anomalies.map((a) => a.kind), ['event_id_not_derived', 'event_id_not_derived', 'event_id_not_derived']);
+  t.equal(l.total(), 0);
+});

@@ -128,3 +128,12 @@ t.test('gray release is stable per user and only grows with the share', async (t
 t.test('payout backoff doubles and is capped', async (t) => {
   t.same([1, 2, 3, 4, 10, 100].map((a) => payoutBackoffMs(a, 250, 15_000)), [250, 500, 1000, 2000, 15_000, 15_000]);
 });
+
+t.test('a withdrawal whose event id is not its withdrawal id moves nothing (I5)', async (t) => {
+  const l = walletWith(1000);
+  const w = requested('k1', 600);
+  l.apply(w);
+  l.apply({ ...w, data: { ...w.data, eventId: '00000000-0000-8000-8000-000000000009' } } as LedgerEvent);
+  t.same([l.balance(account.user(U, 'available')), l.balance(account.user(U, 'withdrawing'))], [400, 600], 'withdrawn once');
+  t.same(l.anomalies.map((a) => a.kind), ['event_id_not_derived']);
+});

@@ -1,0 +1,24 @@
+import { isCurrency, isPositiveMinorUnits } from './money.ts';
+import type { LedgerEvent } from './events.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * What every ledger event must satisfy beyond its Avro schema: ids the ledger keys on are
+ * UUIDs (they are derived, see ids.ts), amounts are positive whole minor units, the
+ * currency is known, times are integers. An event that fails is not applied by anyone (the
+ * codec refuses it, so consumers dead-letter it and replay skips it alike); it can never
+ * stop a partition or half-apply.
+ */
+export function invalidEvent(event: LedgerEvent): string | null {
+  const e = event.data;
+  if (!UUID.test(e.eventId)) return 'eventId is not a UUID';
+  if (!Number.isSafeInteger(e.occurredAt)) return 'occurredAt is not an integer time';
+  if ('amount' in e && !isPositiveMinorUnits(e.amount)) return 'amount is not a positive whole number of minor units';
+  if ('currency' in e && !isCurrency(e.currency)) return `currency ${e.currency} is not one the ledger keeps`;
+  if ('tokenId' in e && !UUID.test(e.tokenId)) return 'tokenId is not a UUID';
+  if ('withdrawalId' in e && !UUID.test(e.withdrawalId)) return 'withdrawalId is not a UUID';
+  if ('userId' in e && e.userId === '') return 'userId is empty';
+  if (event.type === 'PayoutAttemptFailed' && !(Number.isSafeInteger(event.data.attempt) && event.data.attempt >= 1)) return 'attempt must be 1 or more';
+  return null;
+}
