@@ -67,11 +67,6 @@ export function attemptFailedEventIdFor(withdrawalId: string, attempt: number): 
   return deterministicId('PayoutAttemptFailed', withdrawalId, String(attempt));
 }
 
-/** What makes a retried withdrawal request the same request. */
-export function withdrawalFingerprint(userId: string, amount: number, currency: string): string {
-  return createHash('sha256').update(JSON.stringify([userId, amount, currency])).digest('base64url').slice(0, 22);
-}
-
 /**
  * Gray release: a user is in the first `basisPoints`/10,000 of users by a stable hash, so
  * raising the share only ever adds users, and every instance agrees on who is in.

@@ -4,7 +4,7 @@ import { account } from '../../domain/accounts.ts';
 import { creditFor } from '../../domain/grants.ts';
 import type { WithdrawalRequested } from '../../domain/events.ts';
 import type { Currency } from '../../domain/money.ts';
-import { checkWithdrawal, inRollout, withdrawalFingerprint, withdrawalIdFor } from '../../domain/withdrawals.ts';
+import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import { ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
@@ -19,7 +19,7 @@ export interface WithdrawalAudit {
 
 const CURRENCY: Currency = 'CNY';
 
-interface RequestRow { withdrawal_id: string; user_id: string; amount: number; currency: Currency; fingerprint: string; created_ms: number }
+interface RequestRow { withdrawal_id: string; user_id: string; amount: number; currency: Currency; created_ms: number }
 
 /**
  * Withdraw: force-credit the user's pending tokens ahead of the crediting backlog, then,
@@ -49,9 +49,8 @@ export class WithdrawalService {
     if (early) throw new ApiError(422, early.code, early.message);
 
     const withdrawalId = withdrawalIdFor(userId, idempotencyKey);
-    const fingerprint = withdrawalFingerprint(userId, amount, currency);
     const existing = await this.request(withdrawalId);
-    if (existing) return { replayed: true, body: await this.replay(existing, fingerprint, audit) };
+    if (existing) return { replayed: true, body: await this.replay(existing, amount, currency, audit) };
 
     const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
     await this.republishStranded(userId, audit);
@@ -66,6 +65,9 @@ export class WithdrawalService {
       if (err instanceof ProjectionBehind) {
         throw new ApiError(503, 'WALLET_BUSY', 'Your latest rewards are still being recorded; try again in a moment with the same Idempotency-Key.');
       }
+      if (err instanceof Error && err.name.startsWith('KafkaJS')) {
+        throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The withdrawal could not be prepared right now; retry with the same Idempotency-Key.');
+      }
       throw err;
     }
 
@@ -77,7 +79,7 @@ export class WithdrawalService {
       const raced = await this.request(withdrawalId, client);
       if (raced) {
         await client.query('rollback');
-        return { replayed: true, body: await this.replay(raced, fingerprint, audit) };
+        return { replayed: true, body: await this.replay(raced, amount, currency, audit) };
       }
       const spendable = await this.spendable(userId, false, client);
       const refused = checkWithdrawal(amount, currency, spendable, terms);
@@ -86,10 +88,10 @@ export class WithdrawalService {
         throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, spendable) });
       }
       const inserted = await client.query<RequestRow>(
-        `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency, fingerprint)
-         values ($1, $2, $3, $4, $5, $6)
-         returning withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
-        [withdrawalId, userId, idempotencyKey, amount, currency, fingerprint],
+        `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency)
+         values ($1, $2, $3, $4, $5)
+         returning withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
+        [withdrawalId, userId, idempotencyKey, amount, currency],
       );
       await client.query('commit');
       row = inserted.rows[0]!;
@@ -105,8 +107,8 @@ export class WithdrawalService {
   }
 
   /** A retry with the same key: the same request gets the same answer, and its event is produced again (a no-op if it landed). */
-  private async replay(existing: RequestRow, fingerprint: string, audit: WithdrawalAudit): Promise<WithdrawalView> {
-    if (existing.fingerprint !== fingerprint) {
+  private async replay(existing: RequestRow, amount: number, currency: string, audit: WithdrawalAudit): Promise<WithdrawalView> {
+    if (existing.amount !== amount || existing.currency !== currency) {
       throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different withdrawal.');
     }
     const projected = await this.deps.reader.withdrawal(existing.user_id, existing.withdrawal_id);
@@ -136,7 +138,7 @@ export class WithdrawalService {
    */
   private async republishStranded(userId: string, audit: WithdrawalAudit): Promise<void> {
     const { rows } = await this.deps.pool.query<RequestRow>(
-      `select withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms
+      `select withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms
          from withdrawal_requests r
         where r.user_id = $1 and r.created_at < now() - interval '5 seconds'
           and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)`,
@@ -182,7 +184,7 @@ export class WithdrawalService {
 
   private async request(withdrawalId: string, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<RequestRow | null> {
     const { rows } = await client.query<RequestRow>(
-      `select withdrawal_id, user_id, amount, currency, fingerprint, (extract(epoch from created_at) * 1000)::bigint as created_ms
+      `select withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms
          from withdrawal_requests where withdrawal_id = $1`,
       [withdrawalId],
     );

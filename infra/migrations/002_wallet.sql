@@ -35,7 +35,6 @@ create table withdrawal_requests (
   idempotency_key text not null,
   amount          bigint not null check (amount > 0),
   currency        text not null,
-  fingerprint     text not null,
   created_at      timestamptz not null default now()
 );
 create index withdrawal_requests_user_idx on withdrawal_requests(user_id);
