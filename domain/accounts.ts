@@ -5,13 +5,18 @@
  *   company:cost ──fund──▶ activity:<id>:budget ──grant──▶ user:<id>:pending
  *        ──credit──▶ user:<id>:available ──withdraw──▶ user:<id>:withdrawing ──settle──▶ external:payout
  *
- * company:cost is the only account allowed to go negative: it is where the company's
- * spending comes from. Every other account must stay at or above zero.
+ * company:cost is where the company's spending comes from. company:payout-recovery holds what
+ * the provider paid by mistake (a duplicate payout) until finance recovers it:
+ *
+ *   company:payout-recovery ──flag duplicate──▶ external:payout
+ *
+ * Those two may go negative; every other account must stay at or above zero.
  */
 export type UserBucket = 'pending' | 'available' | 'withdrawing';
 
 export const account = {
   companyCost: (): string => 'company:cost',
+  payoutRecovery: (): string => 'company:payout-recovery',
   activityBudget: (activityId: string): string => `activity:${activityId}:budget`,
   user: (userId: string, bucket: UserBucket): string => `user:${userId}:${bucket}`,
   externalPayout: (): string => 'external:payout',
@@ -19,7 +24,7 @@ export const account = {
 
 /** Accounts that may be negative. Everything else below zero is an invariant violation. */
 export function mayGoNegative(accountId: string): boolean {
-  return accountId === account.companyCost();
+  return accountId === account.companyCost() || accountId === account.payoutRecovery();
 }
 
 export interface ParsedAccount {

@@ -95,6 +95,23 @@ export interface PayoutAttemptFailed extends Envelope {
   reason: string;
 }
 
+/**
+ * Reconciliation found that the provider paid one withdrawal more than once (a second
+ * provider payment under the same payout id). The money has left the company: it is booked
+ * from company:payout-recovery to external:payout, so the ledger again equals the provider's
+ * books, and finance recovers it from there. Key: (withdrawalId, providerRef).
+ */
+export interface PayoutDuplicateFlagged extends Envelope {
+  withdrawalId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+  /** The provider's reference of the extra payment. */
+  providerRef: string;
+  /** Who flagged it: the reconciliation run. */
+  flaggedBy: string;
+}
+
 export interface EventMap {
   BudgetFunded: BudgetFunded;
   TokenIssued: TokenIssued;
@@ -103,9 +120,11 @@ export interface EventMap {
   PayoutSettled: PayoutSettled;
   PayoutFailed: PayoutFailed;
   PayoutAttemptFailed: PayoutAttemptFailed;
+  PayoutDuplicateFlagged: PayoutDuplicateFlagged;
 }
 export type EventType = keyof EventMap;
 export type LedgerEvent = { [K in EventType]: { type: K; data: EventMap[K] } }[EventType];
 export const EVENT_TYPES: readonly EventType[] = [
   'BudgetFunded', 'TokenIssued', 'TokenCredited', 'WithdrawalRequested', 'PayoutSettled', 'PayoutFailed', 'PayoutAttemptFailed',
+  'PayoutDuplicateFlagged',
 ];

@@ -1,7 +1,7 @@
 import { account, mayGoNegative } from './accounts.ts';
 import type { Currency } from './money.ts';
 import type { LedgerEvent } from './events.ts';
-import { checkWithdrawal, type WithdrawalRecord } from './withdrawals.ts';
+import { checkWithdrawal, duplicateFlagEventIdFor, type WithdrawalRecord } from './withdrawals.ts';
 import { fundingEventIdFor, tokenIdFor } from './grants.ts';
 
 /**
@@ -16,7 +16,9 @@ import { fundingEventIdFor, tokenIdFor } from './grants.ts';
  *      resolved (settled or failed) at most once: one payout, one posting to external.
  *  I5. An event that creates money or a record carries the id derived from its business
  *      key, so the ledger's dedupe by event id is a dedupe by business key: a second copy
- *      of a funding, grant or withdrawal under another id moves nothing.
+ *      of a funding, grant, withdrawal or duplicate-payout flag under another id moves nothing.
+ *  I6. Money reaches external:payout only for a payout the provider made: once per settled
+ *      withdrawal, plus once per extra provider payment reconciliation flagged.
  */
 export interface Posting {
   account: string;
@@ -55,7 +57,8 @@ export type Anomaly =
   | { kind: 'withdrawal_overdraft'; withdrawalId: string; eventId: string; available: number; amount: number }
   | { kind: 'payout_without_withdrawal'; withdrawalId: string; eventId: string }
   | { kind: 'payout_resolved_twice'; withdrawalId: string; eventId: string; status: string }
-  | { kind: 'payout_amount_mismatch'; withdrawalId: string; eventId: string; expected: number; actual: number };
+  | { kind: 'payout_amount_mismatch'; withdrawalId: string; eventId: string; expected: number; actual: number }
+  | { kind: 'duplicate_flag_refused'; withdrawalId: string; eventId: string; providerRef: string; status: string };
 
 export interface Effects {
   postings: Posting[];
@@ -75,6 +78,25 @@ function transfer(from: string, to: string, amount: number, currency: Currency):
   ];
 }
 
+/**
+ * What effectsOf reads from the view for an event. Whoever feeds the fold from storage (the
+ * projector, a range audit) loads exactly this before applying the event.
+ */
+export function stateReadBy(event: LedgerEvent): { token?: string; withdrawal?: string; balance?: string } {
+  switch (event.type) {
+    case 'TokenCredited':
+      return { token: event.data.tokenId };
+    case 'PayoutSettled':
+    case 'PayoutFailed':
+    case 'PayoutDuplicateFlagged':
+      return { withdrawal: event.data.withdrawalId };
+    case 'WithdrawalRequested':
+      return { balance: account.user(event.data.userId, 'available') };
+    default:
+      return {};
+  }
+}
+
 /** I5: the id a creating event must carry, or null for events guarded by the state they change. */
 function derivedIdOf(event: LedgerEvent): string | null {
   switch (event.type) {
@@ -85,6 +107,8 @@ function derivedIdOf(event: LedgerEvent): string | null {
     case 'WithdrawalRequested':
       // The idempotency key is not in the event, so the withdrawal id itself is the key.
       return event.data.withdrawalId;
+    case 'PayoutDuplicateFlagged':
+      return duplicateFlagEventIdFor(event.data.withdrawalId, event.data.providerRef);
     default:
       return null;
   }
@@ -168,6 +192,16 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
         }],
       };
     }
+    case 'PayoutDuplicateFlagged': {
+      const e = event.data;
+      const w = view.withdrawal(e.withdrawalId);
+      if (!w) return { ...none(), anomalies: [{ kind: 'payout_without_withdrawal', withdrawalId: e.withdrawalId, eventId: e.eventId }] };
+      // Only a settled withdrawal can have an extra payment, and the one it settled with is not extra.
+      if (w.status !== 'settled' || w.providerRef === e.providerRef) {
+        return { ...none(), anomalies: [{ kind: 'duplicate_flag_refused', withdrawalId: e.withdrawalId, eventId: e.eventId, providerRef: e.providerRef, status: w.status }] };
+      }
+      return { ...none(), postings: transfer(account.payoutRecovery(), account.externalPayout(), e.amount, e.currency) };
+    }
     case 'PayoutAttemptFailed':
       // A retry request on the payouts topic: it moves no money.
       return none();
@@ -199,7 +233,8 @@ export function negativeBalances(balances: Iterable<[string, Currency, number]>)
 
 /**
  * An in-memory ledger: the same fold the projector runs against Postgres, held in maps.
- * Used by reconciliation (replay) and by tests as the reference model.
+ * Used by reconciliation (replay) and by tests as the reference model. A fold that starts
+ * mid-log (a time-range audit) is first given the state before its range with `seed*`.
  */
 export class MemoryLedger implements LedgerView {
   readonly balances = new Map<string, { currency: Currency; balance: number }>();
@@ -216,9 +251,9 @@ export class MemoryLedger implements LedgerView {
     return this.withdrawals.get(withdrawalId);
   }
 
-  /** Applies an event once; a repeated eventId changes nothing. Returns false for a duplicate. */
-  apply(event: LedgerEvent): boolean {
-    if (this.applied.has(event.data.eventId)) return false;
+  /** Applies an event once and returns its effects; a repeated eventId changes nothing and returns null. */
+  apply(event: LedgerEvent): Effects | null {
+    if (this.applied.has(event.data.eventId)) return null;
     this.applied.add(event.data.eventId);
     const fx = effectsOf(event, this);
     assertBalanced(fx.postings);
@@ -229,7 +264,26 @@ export class MemoryLedger implements LedgerView {
     for (const t of fx.tokens) this.tokens.set(t.tokenId, t);
     for (const w of fx.withdrawals) this.withdrawals.set(w.withdrawalId, w);
     this.anomalies.push(...fx.anomalies);
-    return true;
+    return fx;
+  }
+
+  /** State from before the fold's first event: an event already applied. */
+  seedApplied(eventId: string): void {
+    this.applied.add(eventId);
+  }
+
+  seedToken(token: TokenRecord): void {
+    if (!this.tokens.has(token.tokenId)) this.tokens.set(token.tokenId, token);
+  }
+
+  seedWithdrawal(withdrawal: WithdrawalRecord): void {
+    if (!this.withdrawals.has(withdrawal.withdrawalId)) this.withdrawals.set(withdrawal.withdrawalId, withdrawal);
+  }
+
+  /** An opening balance; must be seeded before any event touches the account. */
+  seedBalance(acct: string, currency: Currency, balance: number): void {
+    if (this.balances.has(acct)) throw new Error(`${acct} already has a balance in this fold`);
+    this.balances.set(acct, { currency, balance });
   }
 
   balance(acct: string): number {

@@ -63,6 +63,11 @@ export function failedEventIdFor(withdrawalId: string): string {
   return deterministicId('PayoutFailed', withdrawalId);
 }
 
+/** One flag per extra provider payment: the provider's reference names the payment. */
+export function duplicateFlagEventIdFor(withdrawalId: string, providerRef: string): string {
+  return deterministicId('PayoutDuplicateFlagged', withdrawalId, providerRef);
+}
+
 export function attemptFailedEventIdFor(withdrawalId: string, attempt: number): string {
   return deterministicId('PayoutAttemptFailed', withdrawalId, String(attempt));
 }

@@ -1,4 +1,4 @@
-import { Kafka, Partitioners, logLevel, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type ConfigResourceTypes, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
 import type { Config, Topics } from './config.ts';
 import { logger } from './log.ts';
 
@@ -27,20 +27,39 @@ export function kafkaClient(cfg: Config, clientId: string): Kafka {
   });
 }
 
-/** Creates the namespace's topics if missing. Partition counts come from configuration. */
+/**
+ * Creates the namespace's topics if missing. Partition counts come from configuration.
+ * Message timestamps are the broker's append time: they only grow along a partition, so
+ * "the events of a time range" (audits, the continuous reconciler) is an exact offset range,
+ * and no event can appear later with a time inside a range already checked.
+ */
+const TOPIC_CONFIG = [
+  { name: 'retention.ms', value: '-1' },
+  { name: 'message.timestamp.type', value: 'LogAppendTime' },
+];
+
+// ConfigResourceTypes.TOPIC; kafkajs's enum is not reachable as an ES named export.
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
 export async function ensureTopics(admin: Admin, cfg: Config, topics: Topics): Promise<void> {
+  const all = [topics.wallet, topics.budget, topics.payouts, topics.deadLetter];
   const existing = new Set(await admin.listTopics());
-  const wanted = [topics.wallet, topics.budget, topics.payouts, topics.deadLetter].filter((t) => !existing.has(t));
-  if (wanted.length === 0) return;
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: wanted.map((topic) => ({
-      topic,
-      numPartitions: cfg.partitions,
-      replicationFactor: cfg.replicationFactor,
-      configEntries: [{ name: 'retention.ms', value: '-1' }],
-    })),
-  });
+  const wanted = all.filter((t) => !existing.has(t));
+  if (wanted.length > 0) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: wanted.map((topic) => ({ topic, numPartitions: cfg.partitions, replicationFactor: cfg.replicationFactor, configEntries: TOPIC_CONFIG })),
+    });
+  }
+  const older = all.filter((t) => existing.has(t));
+  if (older.length > 0) {
+    // Topics created by an earlier version: bring their settings up to date. AlterConfigs replaces
+    // a topic's settings as a whole; these are all the settings the ledger sets.
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: older.map((name) => ({ type: TOPIC_RESOURCE, name, configEntries: TOPIC_CONFIG })),
+    });
+  }
 }
 
 export interface OutgoingMessage {

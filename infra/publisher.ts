@@ -14,7 +14,7 @@ export function routeOf<K extends EventType>(topics: Topics, type: K, data: Even
     case 'PayoutAttemptFailed':
       return { topic: topics.payouts, key: (data as EventMap['PayoutAttemptFailed']).withdrawalId };
     default:
-      return { topic: topics.wallet, key: (data as EventMap['TokenIssued' | 'TokenCredited' | 'WithdrawalRequested' | 'PayoutSettled' | 'PayoutFailed']).userId };
+      return { topic: topics.wallet, key: (data as EventMap['TokenIssued' | 'TokenCredited' | 'WithdrawalRequested' | 'PayoutSettled' | 'PayoutFailed' | 'PayoutDuplicateFlagged']).userId };
   }
 }
 

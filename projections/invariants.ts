@@ -7,7 +7,7 @@ import { account, mayGoNegative, parseAccount } from '../domain/accounts.ts';
  *  - every balance equals the sum of its account's postings (no drift);
  *  - no account but company:cost is below zero;
  *  - every settled payout has exactly one posting to external:payout behind it, and no
- *    posting reaches external:payout without a settled payout.
+ *    posting reaches external:payout without a settled payout or a flagged duplicate (I6).
  *
  * One subtlety: funding is projected from the budget topic and grants from the wallet
  * topic, independently. A grant can therefore be projected a moment before the funding it
@@ -68,6 +68,7 @@ async function snapshot(pool: pg.Pool) {
       `select p.event_id, p.amount from postings p
         where p.account = $1
           and not exists (select 1 from withdrawals w where w.resolved_event_id = p.event_id and w.status = 'settled')
+          and not exists (select 1 from ledger_events e where e.event_id = p.event_id and e.event_type = 'PayoutDuplicateFlagged')
         limit 100`,
       [account.externalPayout()],
     );

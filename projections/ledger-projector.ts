@@ -11,13 +11,16 @@ import { applyBatch, OffsetGap } from './ledger-store.ts';
  * Postgres holds, so a restart resumes exactly where the projection stands. Kafka's
  * committed offsets are updated too, but only as a lag indicator.
  */
+/** The projector's consumer group, also its name in consumer_offsets. */
+export const projectorName = (namespace: string) => `${namespace}.ledger-projector`;
+
 export class LedgerProjector {
   private consumer: Consumer | null = null;
   readonly name: string;
   projected = 0;
 
   constructor(private readonly rt: Runtime, opts: { groupId?: string } = {}) {
-    this.name = opts.groupId ?? `${rt.cfg.namespace}.ledger-projector`;
+    this.name = opts.groupId ?? projectorName(rt.cfg.namespace);
   }
 
   async start(): Promise<void> {

@@ -1,7 +1,6 @@
 import type pg from 'pg';
-import { assertBalanced, effectsOf, type Anomaly, type LedgerView, type Posting, type TokenRecord } from '../domain/ledger.ts';
+import { assertBalanced, effectsOf, stateReadBy, type Anomaly, type LedgerView, type Posting, type TokenRecord } from '../domain/ledger.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
-import { account } from '../domain/accounts.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -81,44 +80,49 @@ export async function applyBatch(
 
 type Positioned = { event: LedgerEvent; offset: number };
 
+const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::bigint`;
+/** Token rows as the fold's records: select ${TOKEN_COLUMNS} from tokens t. */
+export const TOKEN_COLUMNS = `t.token_id, t.user_id, t.activity_id, t.scene_id, t.order_no, t.amount, t.currency, t.status,
+  ${ms('t.issued_at')} as issued_ms, ${ms('t.credited_at')} as credited_ms`;
+export const WITHDRAWAL_COLUMNS = `w.withdrawal_id, w.user_id, w.amount, w.currency, w.status, w.reason, w.provider_ref, w.resolved_event_id,
+  ${ms('w.requested_at')} as requested_ms, ${ms('w.resolved_at')} as resolved_ms`;
+
+export function tokenFromRow(r: Record<string, any>): TokenRecord {
+  return {
+    tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
+    amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms,
+  };
+}
+
+export function withdrawalFromRow(r: Record<string, any>): WithdrawalRecord {
+  return {
+    withdrawalId: r.withdrawal_id, userId: r.user_id, amount: r.amount, currency: r.currency, status: r.status,
+    requestedAt: r.requested_ms, resolvedAt: r.resolved_ms, resolvedEventId: r.resolved_event_id, reason: r.reason, providerRef: r.provider_ref,
+  };
+}
+
 /** The state the fold reads, loaded from the projection for just the rows a batch touches. */
 async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
   const tokenIds = new Set<string>();
   const withdrawalIds = new Set<string>();
   const accounts = new Set<string>();
   for (const e of events) {
-    if (e.type === 'TokenCredited') tokenIds.add(e.data.tokenId);
-    else if (e.type === 'PayoutSettled' || e.type === 'PayoutFailed') withdrawalIds.add(e.data.withdrawalId);
-    else if (e.type === 'WithdrawalRequested') accounts.add(account.user(e.data.userId, 'available'));
+    const reads = stateReadBy(e);
+    if (reads.token) tokenIds.add(reads.token);
+    if (reads.withdrawal) withdrawalIds.add(reads.withdrawal);
+    if (reads.balance) accounts.add(reads.balance);
   }
   const tokens = new Map<string, TokenRecord>();
   const withdrawals = new Map<string, WithdrawalRecord>();
   const stored = new Map<string, number>();
-  const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::bigint`;
   const [tk, wd, bal] = await Promise.all([
-    tokenIds.size === 0 ? null : client.query(
-      `select token_id, user_id, activity_id, scene_id, order_no, amount, currency, status,
-              ${ms('issued_at')} as issued_ms, ${ms('credited_at')} as credited_ms
-         from tokens where token_id = any($1::uuid[])`, [[...tokenIds]]),
-    withdrawalIds.size === 0 ? null : client.query(
-      `select withdrawal_id, user_id, amount, currency, status, reason, provider_ref, resolved_event_id,
-              ${ms('requested_at')} as requested_ms, ${ms('resolved_at')} as resolved_ms
-         from withdrawals where withdrawal_id = any($1::uuid[])`, [[...withdrawalIds]]),
+    tokenIds.size === 0 ? null : client.query(`select ${TOKEN_COLUMNS} from tokens t where t.token_id = any($1::uuid[])`, [[...tokenIds]]),
+    withdrawalIds.size === 0 ? null : client.query(`select ${WITHDRAWAL_COLUMNS} from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [[...withdrawalIds]]),
     accounts.size === 0 ? null : client.query<{ account: string; balance: number }>(
       'select account, balance from account_balances where account = any($1)', [[...accounts]]),
   ]);
-  for (const r of tk?.rows ?? []) {
-    tokens.set(r.token_id, {
-      tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
-      amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms,
-    });
-  }
-  for (const r of wd?.rows ?? []) {
-    withdrawals.set(r.withdrawal_id, {
-      withdrawalId: r.withdrawal_id, userId: r.user_id, amount: r.amount, currency: r.currency, status: r.status,
-      requestedAt: r.requested_ms, resolvedAt: r.resolved_ms, resolvedEventId: r.resolved_event_id, reason: r.reason, providerRef: r.provider_ref,
-    });
-  }
+  for (const r of tk?.rows ?? []) tokens.set(r.token_id, tokenFromRow(r));
+  for (const r of wd?.rows ?? []) withdrawals.set(r.withdrawal_id, withdrawalFromRow(r));
   for (const r of bal?.rows ?? []) stored.set(r.account, r.balance);
   return { tokens, withdrawals, stored };
 }

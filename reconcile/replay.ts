@@ -6,70 +6,116 @@ export interface ReplayedEvent {
   topic: string;
   partition: number;
   offset: number;
+  /** The broker's append time, epoch ms. */
+  timestamp: number;
   event: LedgerEvent;
 }
 
+/** Offsets [start, end) of one partition. */
+export interface PartitionRange {
+  topic: string;
+  partition: number;
+  start: number;
+  end: number;
+}
+
+export const positionKey = (topic: string, partition: number) => `${topic}/${partition}`;
+
 /**
- * Reads topics from the beginning up to their end offsets as of the start of the replay,
- * with a throwaway consumer group, and hands every event to `onEvent` in per-partition
- * order. Undecodable messages are counted, not fatal: they are in the dead-letter topic.
+ * The offsets of a time range, per partition, from the broker's index of append times:
+ * `start` is the first message appended at or after `from`, `end` the first at or after
+ * `to` (or the end of the partition now). Without `from` the range starts at the beginning.
  */
-export async function replayTopics(
-  kafka: Kafka, codec: EventCodec, topics: string[], onEvent: (e: ReplayedEvent) => void,
-): Promise<{ events: number; undecodable: number }> {
+export async function resolveRanges(kafka: Kafka, topics: string[], range: { from?: Date; to?: Date } = {}): Promise<PartitionRange[]> {
   const admin = kafka.admin();
   await admin.connect();
-  const remaining = new Map<string, number>(); // "topic/partition" -> end offset
   try {
+    const out: PartitionRange[] = [];
     for (const topic of topics) {
-      for (const p of await admin.fetchTopicOffsets(topic)) {
-        if (Number(p.high) > Number(p.low)) remaining.set(`${topic}/${p.partition}`, Number(p.high));
+      const bounds = await admin.fetchTopicOffsets(topic);
+      const starts = range.from ? await admin.fetchTopicOffsetsByTimestamp(topic, range.from.getTime()) : null;
+      const ends = range.to ? await admin.fetchTopicOffsetsByTimestamp(topic, range.to.getTime()) : null;
+      for (const b of bounds) {
+        const low = Number(b.low);
+        const high = Number(b.high);
+        const start = Math.max(low, Number(starts?.find((s) => s.partition === b.partition)?.offset ?? low));
+        const end = Math.min(high, Number(ends?.find((s) => s.partition === b.partition)?.offset ?? high));
+        out.push({ topic, partition: b.partition, start, end: Math.max(start, end) });
       }
     }
+    return out;
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * Reads the given offset ranges with a throwaway consumer group and hands the decoded events
+ * to `onBatch`, in per-partition order, one fetched batch at a time (awaited, so a slow
+ * consumer of the events holds the reading back). Undecodable messages are counted, not
+ * fatal: the processors dead-lettered them, and the fold skips them alike.
+ */
+export async function replayRanges(
+  kafka: Kafka, codec: EventCodec, ranges: readonly PartitionRange[], onBatch: (events: ReplayedEvent[]) => void | Promise<void>,
+): Promise<{ events: number; undecodable: number }> {
+  const remaining = new Map<string, PartitionRange>();
+  for (const r of ranges) if (r.end > r.start) remaining.set(positionKey(r.topic, r.partition), r);
   let events = 0;
   let undecodable = 0;
   if (remaining.size === 0) return { events, undecodable };
 
+  const topics = [...new Set([...remaining.values()].map((r) => r.topic))];
   const consumer = kafka.consumer({ groupId: `replay-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`, maxBytesPerPartition: 8 << 20 });
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
   let failure: unknown = null;
-  await new Promise<void>((resolve) => {
-    void consumer.run({
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => (resolve = r));
+  await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, isRunning }) => {
-        const key = `${batch.topic}/${batch.partition}`;
-        const end = remaining.get(key);
-        if (end === undefined) return;
+        const range = remaining.get(positionKey(batch.topic, batch.partition));
+        if (!range) return;
         try {
+          const out: ReplayedEvent[] = [];
+          let finished = false;
           for (const m of batch.messages) {
             if (!isRunning()) return;
             const offset = Number(m.offset);
-            if (offset >= end) break;
+            if (offset < range.start) continue;
+            if (offset >= range.end) {
+              finished = true;
+              break;
+            }
             try {
-              onEvent({ topic: batch.topic, partition: batch.partition, offset, event: await codec.decode(m.value) });
-              events++;
+              out.push({ topic: batch.topic, partition: batch.partition, offset, timestamp: Number(m.timestamp), event: await codec.decode(m.value) });
             } catch (err) {
               if (!(err instanceof UndecodableMessage)) throw err;
               undecodable++;
             }
-            if (offset === end - 1) {
-              remaining.delete(key);
-              if (remaining.size === 0) resolve();
-              break;
-            }
+            if (offset === range.end - 1) finished = true;
           }
+          events += out.length;
+          if (out.length > 0) await onBatch(out);
+          if (finished && remaining.delete(positionKey(batch.topic, batch.partition)) && remaining.size === 0) resolve();
         } catch (err) {
           failure = err;
           resolve();
         }
       },
-    });
   });
+  // A range that starts mid-partition is read from there (seek works once the consumer runs).
+  for (const r of remaining.values()) if (r.start > 0) consumer.seek({ topic: r.topic, partition: r.partition, offset: String(r.start) });
+  await done;
   await consumer.disconnect();
   if (failure) throw failure;
   return { events, undecodable };
+}
+
+/** Reads whole topics, from the beginning to their end as of the start of the replay. */
+export async function replayTopics(
+  kafka: Kafka, codec: EventCodec, topics: string[], onEvent: (e: ReplayedEvent) => void,
+): Promise<{ events: number; undecodable: number }> {
+  const ranges = await resolveRanges(kafka, topics);
+  return replayRanges(kafka, codec, ranges, (batch) => batch.forEach(onEvent));
 }

@@ -5,7 +5,7 @@ import { loadConfig } from '../infra/config.ts';
 import { testNamespace } from './helpers/ledger.ts';
 import { issued, creditFor } from './helpers/events.ts';
 import { fundingEventIdFor } from '../domain/grants.ts';
-import { attemptFailedEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
+import { attemptFailedEventIdFor, duplicateFlagEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
 
 const cfg = loadConfig();
 const topic = `${testNamespace()}.wallet.v1`;
@@ -19,6 +19,7 @@ const samples = {
   PayoutSettled: { eventId: settledEventIdFor(W), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-1' },
   PayoutFailed: { eventId: failedEventIdFor(W), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', reason: 'ACCOUNT_BLOCKED' },
   PayoutAttemptFailed: { eventId: attemptFailedEventIdFor(W, 2), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', attempt: 2, retryAt: 1_790_000_004_000, reason: 'HTTP 503' },
+  PayoutDuplicateFlagged: { eventId: duplicateFlagEventIdFor(W, 'psp-2'), occurredAt: 1_790_000_003_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-2', flaggedBy: 'reconcile-1' },
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {

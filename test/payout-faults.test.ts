@@ -43,7 +43,7 @@ t.test('provider outage during a stream of withdrawals, then recovery: every pay
   t.equal(l.payouts!.breaker.state.mode, 'closed', 'the breaker closed again after a successful probe');
 
   const { rows } = await l.provider!.records.pool.query(
-    `select count(*)::int as n, sum(amount)::int as total, count(*) filter (where requests > 1)::int as retried from payout_records`,
+    `select count(*)::int as n, sum(amount)::int as total, count(*) filter (where requests > 1)::int as retried from payments`,
   );
   t.equal(rows[0].n, 30, 'the provider holds 30 payouts, one per withdrawal');
   t.equal(rows[0].total, 18_000);

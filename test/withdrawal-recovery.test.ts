@@ -48,7 +48,7 @@ t.test('a withdrawal whose produce fails holds its amount, and is completed once
     return rows[0].n === 3;
   });
   t.same(await wallet(l, 'u-gap'), { userId: 'u-gap', currency: 'CNY', available: 250, pending: 0, withdrawing: 0, cumulativeIncome: 1000 });
-  const { rows } = await l.provider!.records.pool.query('select amount::int from payout_records order by amount');
+  const { rows } = await l.provider!.records.pool.query('select amount::int from payments order by amount');
   t.same(rows.map((r) => r.amount), [50, 100, 600], 'the provider paid each withdrawal once');
   t.same((await l.admin('GET', '/v1/admin/invariants')).json.violations, []);
 });

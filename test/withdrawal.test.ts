@@ -74,7 +74,7 @@ t.test('two concurrent withdrawals of the whole balance: exactly one succeeds', 
   }
   await l.waitFor('settled', async () => (await wallet(l, 'u-race')).withdrawing === 0);
   t.same(await wallet(l, 'u-race'), { userId: 'u-race', currency: 'CNY', available: 0, pending: 0, withdrawing: 0, cumulativeIncome: 1000 });
-  const { rows } = await l.provider!.records.pool.query('select count(*)::int as n, sum(amount)::int as total from payout_records where user_id = $1', ['u-race']);
+  const { rows } = await l.provider!.records.pool.query('select count(*)::int as n, sum(amount)::int as total from payments where user_id = $1', ['u-race']);
   t.same(rows[0], { n: 1, total: 1000 }, 'one payout of 1000 at the provider');
   t.same((await l.admin('GET', '/v1/admin/invariants')).json.violations, []);
 });

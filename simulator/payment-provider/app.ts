@@ -105,8 +105,28 @@ export async function buildProvider(records: PayoutRecords, opts: { apiKey: stri
     return r ? r : reply.status(404).send({ code: 'NOT_FOUND' });
   });
 
-  app.get<{ Querystring: { after?: string; limit?: string } }>('/v1/payouts', async (req) =>
-    records.list(Number(req.query.after ?? 0), Math.min(1000, Number(req.query.limit ?? 100))));
+  app.get<{ Querystring: { after?: number; limit?: number; from?: string; to?: string } }>('/v1/payouts', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          after: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000 },
+          from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+  }, async (req) => records.list(req.query.after ?? 0, req.query.limit ?? 100, {
+    from: req.query.from ? new Date(req.query.from) : undefined, to: req.query.to ? new Date(req.query.to) : undefined,
+  }));
+
+  app.post<{ Body: { payoutIds: string[] } }>('/v1/payouts/lookup', {
+    schema: {
+      body: {
+        type: 'object', additionalProperties: false, required: ['payoutIds'],
+        properties: { payoutIds: { type: 'array', maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } },
+      },
+    },
+  }, async (req) => records.byPayoutIds(req.body.payoutIds));
 
   app.get('/admin/config', async () => app.behaviour);
   app.put<{ Body: Partial<ProviderBehaviour> }>('/admin/config', {

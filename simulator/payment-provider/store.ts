@@ -16,9 +16,14 @@ export interface PayoutRecord {
 }
 
 /**
- * The provider's own books: one row per payout id, whatever the number of requests. These
- * are the records reconciliation compares the ledger against. They live in their own
- * Postgres schema, apart from the ledger's.
+ * The provider's own books: one row per payment it made (or refused). These are the
+ * records reconciliation compares the ledger against. They live in their own Postgres
+ * schema, apart from the ledger's.
+ *
+ * Like a real provider, its payments are keyed by its own reference, and the caller's payout
+ * id is a field it deduplicates on. Deduplication is a rule of the provider, not a property
+ * of its table, so a provider bug (or a test) can record two payments for one payout id, and
+ * reconciliation must catch that.
  */
 export class PayoutRecords {
   readonly pool: pg.Pool;
@@ -34,44 +39,72 @@ export class PayoutRecords {
       await client.query('select pg_advisory_lock(hashtext($1))', [`psp-migrate:${this.schema}`]);
       await client.query(`create schema if not exists "${this.schema}"`);
       await client.query(`
-        create table if not exists payout_records (
-          seq          bigserial unique,
-          payout_id    text primary key,
+        create table if not exists payments (
+          seq          bigserial primary key,
+          provider_ref text not null unique,
+          payout_id    text not null,
           user_id      text not null,
           amount       bigint not null check (amount > 0),
           currency     text not null,
           status       text not null check (status in ('succeeded', 'rejected')),
           reason       text,
-          provider_ref text not null,
           requests     int not null default 1,
           created_at   timestamptz not null default now()
         )`);
+      await client.query('create index if not exists payments_payout_idx on payments(payout_id, seq)');
+      await client.query('create index if not exists payments_created_idx on payments(created_at, seq)');
       await client.query('select pg_advisory_unlock(hashtext($1))', [`psp-migrate:${this.schema}`]);
     } finally {
       client.release();
     }
   }
 
-  /** Records a payout once; a repeated id returns the first record (and counts the request). */
+  /** Records a payout once; a repeated payout id returns the first record (and counts the request). */
   async pay(p: { payoutId: string; userId: string; amount: number; currency: string; status: PayoutStatus; reason: string | null; providerRef: string }): Promise<{ record: PayoutRecord; created: boolean }> {
-    const inserted = await this.pool.query(
-      `insert into payout_records(payout_id, user_id, amount, currency, status, reason, provider_ref)
-       values ($1,$2,$3,$4,$5,$6,$7) on conflict (payout_id) do nothing returning *`,
-      [p.payoutId, p.userId, p.amount, p.currency, p.status, p.reason, p.providerRef],
-    );
-    if (inserted.rows[0]) return { record: toRecord(inserted.rows[0]), created: true };
-    const { rows } = await this.pool.query('update payout_records set requests = requests + 1 where payout_id = $1 returning *', [p.payoutId]);
-    return { record: toRecord(rows[0]), created: false };
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('select pg_advisory_xact_lock(hashtext($1))', [`psp-payout:${p.payoutId}`]);
+      const seen = await client.query('update payments set requests = requests + 1 where seq = (select min(seq) from payments where payout_id = $1) returning *', [p.payoutId]);
+      if (seen.rows[0]) {
+        await client.query('commit');
+        return { record: toRecord(seen.rows[0]), created: false };
+      }
+      const { rows } = await client.query(
+        `insert into payments(payout_id, user_id, amount, currency, status, reason, provider_ref) values ($1,$2,$3,$4,$5,$6,$7) returning *`,
+        [p.payoutId, p.userId, p.amount, p.currency, p.status, p.reason, p.providerRef],
+      );
+      await client.query('commit');
+      return { record: toRecord(rows[0]), created: true };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   async get(payoutId: string): Promise<PayoutRecord | null> {
-    const { rows } = await this.pool.query('select * from payout_records where payout_id = $1', [payoutId]);
+    const { rows } = await this.pool.query('select * from payments where payout_id = $1 order by seq limit 1', [payoutId]);
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
-  /** Records in the order they were made, after a position: for reconciliation to page through. */
-  async list(afterSeq: number, limit: number): Promise<{ records: (PayoutRecord & { seq: number })[] }> {
-    const { rows } = await this.pool.query('select * from payout_records where seq > $1 order by seq limit $2', [afterSeq, limit]);
+  /**
+   * The statement: records in the order they were made, after a position, optionally only
+   * those made in [from, to). Reconciliation pages through it.
+   */
+  async list(afterSeq: number, limit: number, range: { from?: Date; to?: Date } = {}): Promise<{ records: (PayoutRecord & { seq: number })[] }> {
+    const { rows } = await this.pool.query(
+      `select * from payments where seq > $1 and ($3::timestamptz is null or created_at >= $3) and ($4::timestamptz is null or created_at < $4)
+        order by seq limit $2`,
+      [afterSeq, limit, range.from ?? null, range.to ?? null],
+    );
+    return { records: rows.map((r) => ({ ...toRecord(r), seq: Number(r.seq) })) };
+  }
+
+  /** Every record for the given payout ids (a payout id normally has one). */
+  async byPayoutIds(payoutIds: string[]): Promise<{ records: (PayoutRecord & { seq: number })[] }> {
+    const { rows } = await this.pool.query('select * from payments where payout_id = any($1) order by seq', [payoutIds]);
     return { records: rows.map((r) => ({ ...toRecord(r), seq: Number(r.seq) })) };
   }
 

@@ -16,7 +16,7 @@ import { PaymentProviderClient } from '../../streams/payment-provider-client.ts'
 import { PayoutRecords } from '../../simulator/payment-provider/store.ts';
 import { buildProvider, type ProviderBehaviour } from '../../simulator/payment-provider/app.ts';
 
-export type Provider = Awaited<ReturnType<typeof buildProvider>> & { url: string; records: PayoutRecords; configure(b: Partial<ProviderBehaviour>): void };
+export type Provider = Awaited<ReturnType<typeof buildProvider>> & { url: string; apiKey: string; records: PayoutRecords; configure(b: Partial<ProviderBehaviour>): void };
 
 interface TapLike { teardown(fn: () => unknown): void }
 
@@ -138,7 +138,7 @@ export async function startTestLedger(
     await records.migrate();
     const app = await buildProvider(records, { apiKey, behaviour: opts.provider });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
-    ledger.provider = Object.assign(app, { url, records, configure: (b: Partial<ProviderBehaviour>) => { app.behaviour = { ...app.behaviour, ...b }; } });
+    ledger.provider = Object.assign(app, { url, apiKey, records, configure: (b: Partial<ProviderBehaviour>) => { app.behaviour = { ...app.behaviour, ...b }; } });
     ledger.payouts = new PayoutProcessor(rt, new PaymentProviderClient(url, apiKey, 2_000));
     await ledger.payouts.start();
   }

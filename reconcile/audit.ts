@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Kafka } from 'kafkajs';
+import { MemoryLedger, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import { parseAccount } from '../domain/accounts.ts';
+import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
+import type { LedgerEvent } from '../domain/events.ts';
+import type { WithdrawalRecord } from '../domain/withdrawals.ts';
+import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
+import type { EventCodec } from '../schemas/codec.ts';
+import type { Topics } from '../infra/config.ts';
+import { countByKind, type Difference } from './differences.ts';
+import { matchPayouts, type ProviderPayment } from './payout-match.ts';
+import { ProjectionCheck, whoOf, type Chunk } from './projection-check.ts';
+import { OpeningState } from './opening-state.ts';
+import { positionKey, replayRanges, resolveRanges, type PartitionRange, type ReplayedEvent } from './replay.ts';
+import type { ProviderStatement } from './provider-statement.ts';
+
+export type AuditKind = 'audit' | 'continuous' | 'hourly';
+
+export interface AuditDeps {
+  kafka: Kafka;
+  codec: EventCodec;
+  pool: pg.Pool;
+  topics: Topics;
+  /** The projector whose positions (consumer_offsets) the audit waits for. */
+  projector: string;
+  /** The provider's books; without it the provider comparison is skipped (and the report says so). */
+  provider: ProviderStatement | null;
+}
+
+export interface AuditOptions {
+  kind?: AuditKind;
+  /** Broker append time; without `from` the audit starts at the beginning of the log. */
+  from?: Date;
+  /** Without `to` (or with a `to` in the future) the audit ends at the log's end now. */
+  to?: Date;
+  /** How long a token may stay uncredited, and a payout unanswered, before it is a difference. */
+  creditGraceMs?: number;
+  payoutGraceMs?: number;
+  /** How long to wait for the projection to reach the end of the range. */
+  projectionWaitMs?: number;
+  chunkSize?: number;
+  onProgress?(done: number, total: number): void;
+}
+
+/** The audit itself could not be completed (exit code 2), as opposed to finding differences. */
+export class AuditFailure extends Error {
+  override readonly name = 'AuditFailure';
+}
+
+export interface Flow {
+  count: number;
+  amount: number;
+}
+
+export interface AuditReport {
+  runId: string;
+  kind: AuditKind;
+  startedAt: string;
+  finishedAt: string;
+  range: { from: string | null; to: string };
+  partitions: PartitionRange[];
+  events: number;
+  undecodable: number;
+  duplicates: number;
+  /** Money moved in the range by event type (minor units; one currency per ledger today). */
+  flows: Record<string, Flow>;
+  checked: { projection: boolean; provider: boolean; providerPayments: number; tokens: number; withdrawals: number };
+  clean: boolean;
+  byKind: Record<string, number>;
+  differences: Difference[];
+}
+
+const MIN = 60_000;
+
+export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promise<AuditReport> {
+  const startedAt = Date.now();
+  const runId = randomUUID();
+  const to = opts.to && opts.to.getTime() < startedAt ? opts.to : undefined;
+  const coveredTo = to ?? new Date(startedAt);
+  const rangeMode = opts.from !== undefined;
+  const chunkSize = opts.chunkSize ?? 5000;
+
+  const ranges = await resolveRanges(deps.kafka, [deps.topics.budget, deps.topics.wallet], { from: opts.from, to });
+  await waitForProjection(deps.pool, deps.projector, ranges, opts.projectionWaitMs ?? 60_000);
+
+  const mem = new MemoryLedger();
+  const check = new ProjectionCheck(deps.pool, ranges);
+  const opening = rangeMode ? new OpeningState(deps.pool, ranges, check) : null;
+  const differences: Difference[] = [];
+  const flows: Record<string, Flow> = {};
+  const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
+  let done = 0;
+  let duplicates = 0;
+
+  // Chunk checks run while the next batches are read; at most two are in flight.
+  const inFlight: Promise<void>[] = [];
+  let chunk: Chunk = { events: [], tokens: [], withdrawals: [] };
+  const dispatch = async () => {
+    if (chunk.events.length === 0 && chunk.tokens.length === 0) return;
+    const c = chunk;
+    chunk = { events: [], tokens: [], withdrawals: [] };
+    const p = check.chunk(c).then((d) => void differences.push(...d));
+    inFlight.push(p);
+    p.finally(() => inFlight.splice(inFlight.indexOf(p), 1)).catch(() => {});
+    if (inFlight.length >= 2) await inFlight[0];
+  };
+
+  const fold = (batch: ReplayedEvent[]) => {
+    for (const { event } of batch) {
+      const fx = mem.apply(event);
+      if (!fx) {
+        duplicates++;
+        continue;
+      }
+      if (fx.postings.length > 0) {
+        const f = (flows[event.type] ??= { count: 0, amount: 0 });
+        f.count++;
+        f.amount += 'amount' in event.data ? event.data.amount : 0;
+      }
+      chunk.events.push({ event, postings: fx.postings });
+      if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
+      if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
+      for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
+    }
+  };
+
+  const read = await replayRanges(deps.kafka, deps.codec, ranges, async (batch) => {
+    if (opening) await opening.seed(mem, batch);
+    fold(batch);
+    done += batch.length;
+    opts.onProgress?.(done, total);
+    if (chunk.events.length >= chunkSize) await dispatch();
+  });
+  await dispatch();
+  await Promise.all(inFlight);
+  opts.onProgress?.(total, total);
+
+  // Records at the end of the range.
+  const tokens = [...mem.tokens.values()];
+  const withdrawals = [...mem.withdrawals.values()];
+  for (let i = 0; i < Math.max(tokens.length, withdrawals.length); i += chunkSize) {
+    differences.push(...(await check.states(tokens.slice(i, i + chunkSize), withdrawals.slice(i, i + chunkSize))));
+  }
+  differences.push(...(await check.imbalances()));
+  if (!rangeMode) {
+    differences.push(...(await check.balances(mem.balances)));
+    differences.push(...(await check.extras({ events: mem.applied, tokens: mem.tokens, withdrawals: mem.withdrawals })));
+  }
+  differences.push(...(await overIssues(mem, rangeMode ? check : null)));
+  differences.push(...neverCredited(tokens, coveredTo.getTime() - (opts.creditGraceMs ?? 10 * MIN)));
+
+  let providerPayments = 0;
+  if (deps.provider) {
+    const payments = await providerPaymentsInScope(deps.provider, withdrawals, rangeMode ? { from: opts.from, to: coveredTo } : { to: new Date(startedAt) });
+    providerPayments = payments.length;
+    const ledger = new Map(withdrawals.map((w) => [w.withdrawalId, w]));
+    if (rangeMode) {
+      for (const w of await withdrawalsAtEnd(deps.pool, check, payments.map((p) => p.payoutId).filter((id) => !ledger.has(id)))) ledger.set(w.withdrawalId, w);
+    }
+    const flagIds = payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef));
+    const projectedFlags = rangeMode ? await check.positions(flagIds) : new Map();
+    differences.push(...matchPayouts({
+      withdrawals: ledger, payments,
+      flagged: (w, ref) => { const id = duplicateFlagEventIdFor(w, ref); return mem.applied.has(id) || projectedFlags.has(id); },
+      referenceTime: coveredTo.getTime(), graceMs: opts.payoutGraceMs ?? 10 * MIN,
+    }));
+  }
+
+  differences.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
+  return {
+    runId, kind: opts.kind ?? 'audit', startedAt: new Date(startedAt).toISOString(), finishedAt: new Date().toISOString(),
+    range: { from: opts.from?.toISOString() ?? null, to: coveredTo.toISOString() },
+    partitions: ranges, events: read.events, undecodable: read.undecodable, duplicates, flows,
+    checked: { projection: true, provider: deps.provider !== null, providerPayments, tokens: tokens.length, withdrawals: withdrawals.length },
+    clean: differences.length === 0, byKind: countByKind(differences), differences,
+  };
+}
+
+/** The audit compares the log with the projection up to the range's end, so the projection must have got there. */
+async function waitForProjection(pool: pg.Pool, projector: string, ranges: readonly PartitionRange[], waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const { rows } = await pool.query<{ topic: string; partition: number; next_offset: number }>(
+      'select topic, partition, next_offset from consumer_offsets where consumer = $1', [projector],
+    );
+    const at = new Map(rows.map((r) => [positionKey(r.topic, r.partition), r.next_offset]));
+    const behind = ranges.reduce((n, r) => n + Math.max(0, r.end - (at.get(positionKey(r.topic, r.partition)) ?? 0)), 0);
+    if (behind === 0) return;
+    if (Date.now() > deadline) {
+      throw new AuditFailure(`the projection (${projector}) is ${behind} events short of the audited range after ${waitMs} ms; is the projector running?`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function anomalyDifference(a: Anomaly, event: LedgerEvent): Difference {
+  const who = whoOf(event);
+  if (a.kind === 'token_credited_twice') {
+    return {
+      kind: 'token_credited_twice', ...who, tokenId: a.tokenId, events: [a.tokenId, a.eventId], expected: 1, actual: 2, repair: null,
+      message: `token ${a.tokenId} was credited again by ${a.eventId}; the ledger refused the second credit`,
+    };
+  }
+  return {
+    kind: 'rejected_event', ...who, events: [a.eventId], expected: 'applied', actual: a.kind, repair: null,
+    message: `the ledger refused ${event.type} ${a.eventId}: ${a.kind} ${JSON.stringify(a)}`,
+  };
+}
+
+/** An activity budget below zero at the end of the range: more was issued than funded. */
+async function overIssues(mem: MemoryLedger, rangeCheck: ProjectionCheck | null): Promise<Difference[]> {
+  const budgets = [...mem.balances.keys()].filter((a) => parseAccount(a).kind === 'activity');
+  const opening = rangeCheck ? await rangeCheck.sumsBefore(budgets) : new Map<string, number>();
+  const out: Difference[] = [];
+  for (const acct of budgets) {
+    const balance = (opening.get(acct) ?? 0) + mem.balance(acct);
+    if (balance >= 0) continue;
+    const activityId = parseAccount(acct).ownerId!;
+    // Name the latest grants that together make up the excess (on equal times, the later in the log).
+    const grants = [...mem.tokens.values()].reverse().filter((t) => t.activityId === activityId).sort((a, b) => b.issuedAt - a.issuedAt);
+    const involved: string[] = [];
+    for (let excess = -balance, i = 0; excess > 0 && i < grants.length; i++) {
+      involved.push(grants[i]!.tokenId);
+      excess -= grants[i]!.amount;
+    }
+    out.push({
+      kind: 'budget_over_issue', activityId, account: acct, currency: mem.balances.get(acct)!.currency, expected: '>= 0', actual: balance,
+      events: involved, repair: null,
+      message: `activity ${activityId} issued ${-balance} more than it was funded; the latest grants making up the excess are listed`,
+    });
+  }
+  return out;
+}
+
+function neverCredited(tokens: readonly TokenRecord[], issuedBefore: number): Difference[] {
+  return tokens
+    .filter((t) => t.status === 'pending' && t.issuedAt < issuedBefore)
+    .map((t) => ({
+      kind: 'token_never_credited' as const, activityId: t.activityId, userId: t.userId, orderNo: t.orderNo, tokenId: t.tokenId,
+      currency: t.currency, expected: 'credited', actual: 'pending', events: [t.tokenId], repair: 'credit_token' as const,
+      repairData: { amount: t.amount, currency: t.currency },
+      message: `token ${t.tokenId} (${t.amount} ${t.currency} to ${t.userId}, order ${t.orderNo}) was issued at ${new Date(t.issuedAt).toISOString()} and never credited`,
+    }));
+}
+
+/** The provider's payments the audit must look at: those made in the range, and those of the range's withdrawals. */
+async function providerPaymentsInScope(provider: ProviderStatement, withdrawals: readonly WithdrawalRecord[], range: { from?: Date; to?: Date }): Promise<ProviderPayment[]> {
+  const inRange = await provider.payments(range);
+  const seen = new Set(inRange.map((p) => p.payoutId));
+  const others = withdrawals.map((w) => w.withdrawalId).filter((id) => !seen.has(id));
+  const extra = range.from ? await provider.lookup(others) : [];
+  return [...inRange, ...extra];
+}
+
+/** Withdrawals outside the fold (requested before the range), as they stood at its end. */
+async function withdrawalsAtEnd(pool: pg.Pool, check: ProjectionCheck, ids: string[]): Promise<WithdrawalRecord[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await pool.query(`select ${WITHDRAWAL_COLUMNS} from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [ids]);
+  const records = rows.map(withdrawalFromRow);
+  const resolvedAt = await check.positions(records.flatMap((w) => w.resolvedEventId ?? []));
+  return records.map((w) => (w.resolvedEventId && check.afterEnd(resolvedAt.get(w.resolvedEventId))
+    ? { ...w, status: 'withdrawing' as const, resolvedAt: null, resolvedEventId: null, reason: null, providerRef: null }
+    : w));
+}

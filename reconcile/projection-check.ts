@@ -1,0 +1,320 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { LedgerEvent } from '../domain/events.ts';
+import type { Posting, TokenRecord } from '../domain/ledger.ts';
+import type { WithdrawalRecord } from '../domain/withdrawals.ts';
+import { creditEventIdFor } from '../domain/grants.ts';
+import { parseAccount } from '../domain/accounts.ts';
+import type { Difference } from './differences.ts';
+import { positionKey, type PartitionRange } from './replay.ts';
+
+/**
+ * Compares the fold of the log with the Postgres projection, a chunk of events at a time.
+ *
+ * Each chunk is compared by checksum first: Postgres hashes the rows the chunk should have
+ * produced, the audit hashes what the fold produced, and only a chunk whose sums differ is
+ * fetched row by row to name the difference. A clean audit therefore moves a few numbers
+ * per chunk between Postgres and the audit, not the projection.
+ *
+ * The row spellings below are the contract between the two sides: `*_ROW` (SQL) and the
+ * matching `*Row` function (TypeScript) must produce the same text.
+ */
+const MOD = 2 ** 48;
+const h48 = (sqlText: string) => `('x' || substr(md5(${sqlText}), 1, 12))::bit(48)::bigint`;
+const POSTING_ROW = `p.event_id::text || '|' || p.leg || '|' || p.account || '|' || p.amount || '|' || p.currency`;
+const TOKEN_ROW = `t.token_id::text || '|' || t.user_id || '|' || t.activity_id || '|' || t.scene_id || '|' || t.order_no || '|' || t.amount || '|' || t.currency`;
+const WITHDRAWAL_ROW = `w.withdrawal_id::text || '|' || w.user_id || '|' || w.amount || '|' || w.currency`;
+const TOKEN_STATE = `t.token_id::text || '|' || t.status`;
+const WITHDRAWAL_STATE = `w.withdrawal_id::text || '|' || w.status || '|' || coalesce(w.provider_ref, '')`;
+
+const postingRow = (eventId: string, leg: number, p: Posting) => `${eventId}|${leg}|${p.account}|${p.amount}|${p.currency}`;
+const tokenRow = (t: TokenRecord) => `${t.tokenId}|${t.userId}|${t.activityId}|${t.sceneId}|${t.orderNo}|${t.amount}|${t.currency}`;
+const withdrawalRow = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.userId}|${w.amount}|${w.currency}`;
+const tokenState = (t: TokenRecord) => `${t.tokenId}|${t.status}`;
+const withdrawalState = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.status}|${w.providerRef ?? ''}`;
+
+function digest(rows: Iterable<string>): { n: number; sum: number } {
+  let n = 0;
+  let sum = 0;
+  for (const r of rows) {
+    n++;
+    sum = (sum + createHash('md5').update(r).digest().readUIntBE(0, 6)) % MOD;
+  }
+  return { n, sum };
+}
+
+/** An event the fold applied (its first occurrence), with the postings it made. */
+export interface FoldedEvent {
+  event: LedgerEvent;
+  postings: Posting[];
+}
+
+export interface Chunk {
+  events: FoldedEvent[];
+  tokens: TokenRecord[];
+  withdrawals: WithdrawalRecord[];
+}
+
+/** Names what an event concerns, for the report. */
+export function whoOf(event: LedgerEvent): Pick<Difference, 'activityId' | 'userId' | 'orderNo' | 'tokenId' | 'payoutId'> {
+  const d = event.data as unknown as Record<string, string | undefined>;
+  return {
+    activityId: d.activityId || undefined, userId: d.userId, orderNo: d.orderNo, tokenId: d.tokenId, payoutId: d.withdrawalId,
+  };
+}
+
+const drift = (message: string, fields: Partial<Difference>): Difference => ({ kind: 'projection_drift', message, events: [], repair: null, ...fields });
+
+/** The offsets that bound the audit, as a Postgres table: unnest($1..$4) as b(topic, partition, s, e). */
+export function boundsParams(ranges: readonly PartitionRange[]): [string[], number[], number[], number[]] {
+  return [ranges.map((r) => r.topic), ranges.map((r) => r.partition), ranges.map((r) => r.start), ranges.map((r) => r.end)];
+}
+const BOUNDS = 'unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) as b(topic, partition, s, e)';
+
+export class ProjectionCheck {
+  private readonly ends: Map<string, number>;
+  /** Folded events and records the chunk checks found missing from the projection. */
+  private readonly missing = { events: 0, tokens: 0, withdrawals: 0 };
+
+  constructor(private readonly pool: pg.Pool, private readonly ranges: readonly PartitionRange[]) {
+    this.ends = new Map(ranges.map((r) => [positionKey(r.topic, r.partition), r.end]));
+  }
+
+  /** Whether a projected event lies after the audited range (the projection may be ahead of it). */
+  afterEnd(pos: { topic: string; partition: number; offset: number } | undefined): boolean {
+    if (!pos) return false;
+    const end = this.ends.get(positionKey(pos.topic, pos.partition));
+    return end !== undefined && pos.offset >= end;
+  }
+
+  async positions(eventIds: readonly string[]): Promise<Map<string, { topic: string; partition: number; offset: number }>> {
+    if (eventIds.length === 0) return new Map();
+    const { rows } = await this.pool.query<{ event_id: string; topic: string; partition: number; offset: number }>(
+      'select event_id, topic, partition, "offset" from ledger_events where event_id = any($1::uuid[])', [eventIds],
+    );
+    return new Map(rows.map((r) => [r.event_id, r]));
+  }
+
+  /** Compares a chunk of folded events, and the records they created, with the projection. */
+  async chunk(c: Chunk): Promise<Difference[]> {
+    const eventIds = c.events.map((e) => e.event.data.eventId);
+    const tokenIds = c.tokens.map((t) => t.tokenId);
+    const withdrawalIds = c.withdrawals.map((w) => w.withdrawalId);
+    const { rows } = await this.pool.query<Record<string, string>>(
+      `select (select count(*) from ledger_events where event_id = any($1::uuid[]))::text as events,
+              (select count(*) || ':' || coalesce(sum(${h48(POSTING_ROW)}) % ${MOD}, 0) from postings p where p.event_id = any($1::uuid[])) as postings,
+              (select count(*) || ':' || coalesce(sum(${h48(TOKEN_ROW)}) % ${MOD}, 0) from tokens t where t.token_id = any($2::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${h48(WITHDRAWAL_ROW)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($3::uuid[])) as withdrawals`,
+      [eventIds, tokenIds, withdrawalIds],
+    );
+    const got = rows[0]!;
+    const want = (d: { n: number; sum: number }) => `${d.n}:${d.sum}`;
+    const out: Difference[] = [];
+    const postingsDigest = digest(c.events.flatMap((e) => e.postings.map((p, leg) => postingRow(e.event.data.eventId, leg, p))));
+    if (got.events !== String(c.events.length) || got.postings !== want(postingsDigest)) out.push(...(await this.eventDetail(c.events)));
+    if (got.tokens !== want(digest(c.tokens.map(tokenRow)))) out.push(...(await this.tokenDetail(c.tokens)));
+    if (got.withdrawals !== want(digest(c.withdrawals.map(withdrawalRow)))) out.push(...(await this.withdrawalDetail(c.withdrawals)));
+    return out;
+  }
+
+  private async eventDetail(events: FoldedEvent[]): Promise<Difference[]> {
+    const ids = events.map((e) => e.event.data.eventId);
+    const { rows } = await this.pool.query<{ event_id: string; projected: boolean; row: string | null }>(
+      `select i.event_id::text, e.event_id is not null as projected, ${POSTING_ROW} as row
+         from unnest($1::uuid[]) as i(event_id)
+         left join ledger_events e on e.event_id = i.event_id
+         left join postings p on p.event_id = i.event_id
+        order by i.event_id, p.leg`, [ids],
+    );
+    const actual = new Map<string, { projected: boolean; rows: string[] }>();
+    for (const r of rows) {
+      const a = actual.get(r.event_id) ?? { projected: r.projected, rows: [] };
+      if (r.row) a.rows.push(r.row);
+      actual.set(r.event_id, a);
+    }
+    const out: Difference[] = [];
+    for (const { event, postings } of events) {
+      const id = event.data.eventId;
+      const a = actual.get(id);
+      const expected = postings.map((p, leg) => postingRow(id, leg, p)).join(' ; ');
+      const got = (a?.rows ?? []).join(' ; ');
+      if (!a?.projected) {
+        this.missing.events++;
+        out.push(drift(`${event.type} ${id} is in the log but not in the projection`, { ...whoOf(event), events: [id], expected: event.type, actual: 'missing' }));
+      } else if (expected !== got) {
+        out.push(drift(`the projection's postings for ${event.type} ${id} differ from the log's`, { ...whoOf(event), events: [id], expected, actual: got }));
+      }
+    }
+    return out;
+  }
+
+  private async tokenDetail(tokens: TokenRecord[]): Promise<Difference[]> {
+    const { rows } = await this.pool.query<{ id: string; row: string }>(
+      `select t.token_id::text as id, ${TOKEN_ROW} as row from tokens t where t.token_id = any($1::uuid[])`, [tokens.map((t) => t.tokenId)],
+    );
+    const actual = new Map(rows.map((r) => [r.id, r.row]));
+    return tokens.flatMap((t) => {
+      const got = actual.get(t.tokenId);
+      if (got === tokenRow(t)) return [];
+      if (!got) this.missing.tokens++;
+      return [drift(got ? `the projection's token ${t.tokenId} differs from the log's` : `token ${t.tokenId} is missing from the projection`, {
+        activityId: t.activityId, userId: t.userId, orderNo: t.orderNo, tokenId: t.tokenId, events: [t.tokenId], expected: tokenRow(t), actual: got ?? 'missing',
+      })];
+    });
+  }
+
+  private async withdrawalDetail(withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
+    const { rows } = await this.pool.query<{ id: string; row: string }>(
+      `select w.withdrawal_id::text as id, ${WITHDRAWAL_ROW} as row from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [withdrawals.map((w) => w.withdrawalId)],
+    );
+    const actual = new Map(rows.map((r) => [r.id, r.row]));
+    return withdrawals.flatMap((w) => {
+      const got = actual.get(w.withdrawalId);
+      if (got === withdrawalRow(w)) return [];
+      if (!got) this.missing.withdrawals++;
+      return [drift(got ? `the projection's withdrawal ${w.withdrawalId} differs from the log's` : `withdrawal ${w.withdrawalId} is missing from the projection`, {
+        userId: w.userId, payoutId: w.withdrawalId, events: [w.withdrawalId], expected: withdrawalRow(w), actual: got ?? 'missing',
+      })];
+    });
+  }
+
+  /**
+   * Token and withdrawal status at the end of the audited range. The projection shows the
+   * status now; a difference explained by an event after the range (a credit or a payout
+   * projected since) is not drift.
+   */
+  async states(tokens: TokenRecord[], withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
+    const { rows } = await this.pool.query<Record<string, string>>(
+      `select (select count(*) || ':' || coalesce(sum(${h48(TOKEN_STATE)}) % ${MOD}, 0) from tokens t where t.token_id = any($1::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${h48(WITHDRAWAL_STATE)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($2::uuid[])) as withdrawals`,
+      [tokens.map((t) => t.tokenId), withdrawals.map((w) => w.withdrawalId)],
+    );
+    const want = (d: { n: number; sum: number }) => `${d.n}:${d.sum}`;
+    const out: Difference[] = [];
+    if (rows[0]!.tokens !== want(digest(tokens.map(tokenState)))) {
+      const { rows: got } = await this.pool.query<{ id: string; status: string }>('select token_id::text as id, status from tokens where token_id = any($1::uuid[])', [tokens.map((t) => t.tokenId)]);
+      const status = new Map(got.map((r) => [r.id, r.status]));
+      const differing = tokens.filter((t) => status.has(t.tokenId) && status.get(t.tokenId) !== t.status);
+      const pos = await this.positions(differing.map((t) => creditEventIdFor(t.tokenId)));
+      for (const t of differing) {
+        if (t.status === 'pending' && this.afterEnd(pos.get(creditEventIdFor(t.tokenId)))) continue;
+        out.push(drift(`token ${t.tokenId} is ${status.get(t.tokenId)} in the projection but ${t.status} in the log`, {
+          activityId: t.activityId, userId: t.userId, orderNo: t.orderNo, tokenId: t.tokenId, events: [t.tokenId, creditEventIdFor(t.tokenId)], expected: t.status, actual: status.get(t.tokenId),
+        }));
+      }
+    }
+    if (rows[0]!.withdrawals !== want(digest(withdrawals.map(withdrawalState)))) {
+      const { rows: got } = await this.pool.query<{ id: string; status: string; provider_ref: string | null; resolved: string | null }>(
+        'select withdrawal_id::text as id, status, provider_ref, resolved_event_id::text as resolved from withdrawals where withdrawal_id = any($1::uuid[])', [withdrawals.map((w) => w.withdrawalId)],
+      );
+      const byId = new Map(got.map((r) => [r.id, r]));
+      const differing = withdrawals.filter((w) => {
+        const r = byId.get(w.withdrawalId);
+        return r && `${r.status}|${r.provider_ref ?? ''}` !== `${w.status}|${w.providerRef ?? ''}`;
+      });
+      const pos = await this.positions(differing.flatMap((w) => byId.get(w.withdrawalId)?.resolved ?? []));
+      for (const w of differing) {
+        const r = byId.get(w.withdrawalId)!;
+        if (w.status === 'withdrawing' && r.resolved && this.afterEnd(pos.get(r.resolved))) continue;
+        out.push(drift(`withdrawal ${w.withdrawalId} is ${r.status} in the projection but ${w.status} in the log`, {
+          userId: w.userId, payoutId: w.withdrawalId, events: [w.withdrawalId, ...(w.resolvedEventId ? [w.resolvedEventId] : [])],
+          expected: `${w.status} ${w.providerRef ?? ''}`.trim(), actual: `${r.status} ${r.provider_ref ?? ''}`.trim(),
+        }));
+      }
+    }
+    return out;
+  }
+
+  /** Per-currency sums of the projection's postings for events within the range (I1 over the range). */
+  async imbalances(): Promise<Difference[]> {
+    const { rows } = await this.pool.query<{ currency: string; sum: number }>(
+      `select p.currency, sum(p.amount)::bigint as sum
+         from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.s and e."offset" < b.e
+         join postings p on p.event_id = e.event_id
+        group by p.currency having sum(p.amount) <> 0`, boundsParams(this.ranges),
+    );
+    return rows.map((r) => ({
+      kind: 'ledger_imbalance' as const, currency: r.currency, expected: 0, actual: r.sum, events: [], repair: null,
+      message: `the projection's postings in this range sum to ${r.sum} ${r.currency}, not zero`,
+    }));
+  }
+
+  /** The balance movement of accounts by events before the range (the opening state of a range audit). */
+  async sumsBefore(accounts: string[]): Promise<Map<string, number>> {
+    if (accounts.length === 0) return new Map();
+    const { rows } = await this.pool.query<{ account: string; sum: number }>(
+      `select p.account, sum(p.amount)::bigint as sum
+         from postings p join ledger_events e on e.event_id = p.event_id
+         join ${BOUNDS} on e.topic = b.topic and e.partition = b.partition and e."offset" < b.s
+        where p.account = any($5) group by p.account`, [...boundsParams(this.ranges), accounts],
+    );
+    return new Map(rows.map((r) => [r.account, r.sum]));
+  }
+
+  /**
+   * Every balance of the projection against the fold's, as of the end of the range (a
+   * whole-log audit). Postings of events after the range are taken off the stored balance.
+   */
+  async balances(fold: ReadonlyMap<string, { currency: string; balance: number }>): Promise<Difference[]> {
+    const { rows: after } = await this.pool.query<{ account: string; sum: number }>(
+      `select p.account, sum(p.amount)::bigint as sum
+         from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
+         join postings p on p.event_id = e.event_id group by p.account`, boundsParams(this.ranges),
+    );
+    const later = new Map(after.map((r) => [r.account, r.sum]));
+    const out: Difference[] = [];
+    const seen = new Set<string>();
+    const compare = (account: string, stored: number | undefined) => {
+      seen.add(account);
+      const expected = fold.get(account)?.balance ?? 0;
+      const actual = stored === undefined ? undefined : stored - (later.get(account) ?? 0);
+      if (actual === expected || (actual === undefined && expected === 0)) return;
+      out.push(drift(actual === undefined ? `account ${account} has no balance in the projection` : `the projection's balance of ${account} differs from the log's`, {
+        account, currency: fold.get(account)?.currency, expected, actual: actual ?? 'missing', ...ownerOf(account),
+      }));
+    };
+    let cursor = '';
+    for (;;) {
+      const { rows } = await this.pool.query<{ account: string; balance: number }>(
+        'select account, balance from account_balances where account > $1 order by account limit 10000', [cursor],
+      );
+      for (const r of rows) compare(r.account, r.balance);
+      if (rows.length < 10_000) break;
+      cursor = rows[rows.length - 1]!.account;
+    }
+    for (const account of fold.keys()) if (!seen.has(account)) compare(account, undefined);
+    return out;
+  }
+
+  /** Projected events, tokens and withdrawals within the range that the log does not have (a whole-log audit). */
+  async extras(known: { events: ReadonlySet<string>; tokens: ReadonlyMap<string, unknown>; withdrawals: ReadonlyMap<string, unknown> }): Promise<Difference[]> {
+    const { missing } = this;
+    const out: Difference[] = [];
+    const scan = async (what: string, sql: string, has: (id: string) => boolean, expectedCount: number) => {
+      const { rows } = await this.pool.query<{ n: number }>(`select count(*)::bigint as n from (${sql}) x`, boundsParams(this.ranges));
+      if (rows[0]!.n <= expectedCount) return;
+      let cursor = '00000000-0000-0000-0000-000000000000';
+      for (;;) {
+        const page = await this.pool.query<{ id: string }>(`select id::text from (${sql}) x where id > $5::uuid order by id limit 10000`, [...boundsParams(this.ranges), cursor]);
+        for (const r of page.rows) {
+          if (!has(r.id)) out.push(drift(`${what} ${r.id} is in the projection but not in the log`, { events: [r.id], expected: 'absent', actual: 'present' }));
+        }
+        if (page.rows.length < 10_000) return;
+        cursor = page.rows[page.rows.length - 1]!.id;
+      }
+    };
+    const created = (table: string, id: string) =>
+      `select x.${id} as id from ${table} x where not exists (select 1 from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e where e.event_id = x.${id})`;
+    await scan('event', `select e.event_id as id from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" < b.e`, (id) => known.events.has(id), known.events.size - missing.events);
+    await scan('token', created('tokens', 'token_id'), (id) => known.tokens.has(id), known.tokens.size - missing.tokens);
+    await scan('withdrawal', created('withdrawals', 'withdrawal_id'), (id) => known.withdrawals.has(id), known.withdrawals.size - missing.withdrawals);
+    return out;
+  }
+}
+
+function ownerOf(acct: string): Partial<Difference> {
+  const a = parseAccount(acct);
+  if (a.kind === 'user') return { userId: a.ownerId ?? undefined };
+  if (a.kind === 'activity') return { activityId: a.ownerId ?? undefined };
+  return {};
+}

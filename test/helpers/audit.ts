@@ -1,0 +1,15 @@
+import { projectorName } from '../../projections/ledger-projector.ts';
+import { runAudit, type AuditOptions, type AuditReport } from '../../reconcile/audit.ts';
+import { ProviderStatement } from '../../reconcile/provider-statement.ts';
+import type { TestLedger } from './ledger.ts';
+
+/** Runs the replay audit against a test ledger (and its provider, if it has one), with no grace periods. */
+export function audit(l: TestLedger, opts: AuditOptions = {}): Promise<AuditReport> {
+  return runAudit({
+    kafka: l.rt.kafka, codec: l.rt.codec, pool: l.rt.pool, topics: l.rt.topics, projector: projectorName(l.ns),
+    provider: l.provider ? new ProviderStatement(l.provider.url, l.provider.apiKey) : null,
+  }, { creditGraceMs: 0, payoutGraceMs: 0, projectionWaitMs: 20_000, ...opts });
+}
+
+/** The differences of one kind, for assertions. */
+export const ofKind = (r: AuditReport, kind: string) => r.differences.filter((d) => d.kind === kind);

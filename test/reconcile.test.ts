@@ -1,0 +1,120 @@
+import t from 'tap';
+import { randomUUID } from 'node:crypto';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { account } from '../domain/accounts.ts';
+import { creditFor } from '../domain/grants.ts';
+import { deterministicId } from '../domain/ids.ts';
+import { startTestLedger, type TestLedger } from './helpers/ledger.ts';
+import { audit, ofKind } from './helpers/audit.ts';
+
+async function grant(l: TestLedger, activityId: string, userId: string, orderNo: string, amount: number) {
+  const g = await l.signed('POST', '/v1/grants', { activityId, sceneId: 's', orderNo, userId, amount, currency: 'CNY' });
+  if (g.statusCode !== 201) throw new Error(`grant failed: ${JSON.stringify(g.json)}`);
+  return g.json;
+}
+
+async function withdraw(l: TestLedger, userId: string, amount: number, key = `k-${userId}-${amount}`) {
+  const w = await l.asUser(userId, 'POST', `/v1/wallets/${userId}/withdrawals`, { amount, currency: 'CNY' }, { 'idempotency-key': key });
+  if (w.statusCode !== 201) throw new Error(`withdrawal failed: ${JSON.stringify(w.json)}`);
+  return w.json.withdrawalId as string;
+}
+
+const settled = (l: TestLedger, n: number) => l.waitFor(`${n} settled payouts`, async () =>
+  (await l.rt.pool.query(`select count(*)::int as n from withdrawals where status = 'settled'`)).rows[0].n >= n);
+
+t.test('a clean ledger gives a clean report; each injected difference is found with its kind and identity', async (t) => {
+  const l = await startTestLedger(t, { crediting: true, payouts: true });
+  const act = await l.activity({ budget: 100_000 });
+  const users = ['ra', 'rb', 'rc', 'rd', 're'];
+  for (const [i, u] of users.entries()) {
+    await grant(l, act, u, `o-${u}-1`, 1_000 + i);
+    await grant(l, act, u, `o-${u}-2`, 500);
+  }
+  const payouts = new Map<string, string>();
+  for (const u of users) payouts.set(u, await withdraw(l, u, 700));
+  await settled(l, users.length);
+
+  const clean = await audit(l);
+  t.equal(clean.clean, true, `clean: ${JSON.stringify(clean.differences.slice(0, 3))}`);
+  t.same(clean.differences, []);
+  // 1 funding, 10 grants, 10 credits (some forced by the withdrawals), 5 withdrawals, 5 settlements.
+  t.equal(clean.events - clean.duplicates, 31, 'every event of the log was folded');
+  t.match(clean.flows, { BudgetFunded: { count: 1, amount: 100_000 }, TokenIssued: { count: 10 }, PayoutSettled: { count: 5, amount: 3_500 } });
+  t.equal(clean.checked.providerPayments, 5);
+
+  // Now break things, one of each kind.
+  const psp = l.provider!.records.pool;
+  await psp.query('delete from payments where payout_id = $1', [payouts.get('ra')]);
+  await psp.query(
+    `insert into payments(payout_id, user_id, amount, currency, status, provider_ref)
+     select payout_id, user_id, amount, currency, status, 'psp-duplicate' from payments where payout_id = $1`, [payouts.get('rb')]);
+  await psp.query('update payments set amount = amount + 1 where payout_id = $1', [payouts.get('rc')]);
+  const stranger = randomUUID();
+  await psp.query(`insert into payments(payout_id, user_id, amount, currency, status, provider_ref) values ($1, 'rz', 999, 'CNY', 'succeeded', 'psp-stranger')`, [stranger]);
+
+  const db = l.rt.pool;
+  const droppedToken = (await db.query(`select token_id from tokens where user_id = 'rd' and order_no = 'o-rd-2'`)).rows[0].token_id;
+  await db.query('delete from tokens where token_id = $1', [droppedToken]);
+  const tamperedEvent = (await db.query(`select token_id from tokens where user_id = 're' and order_no = 'o-re-1'`)).rows[0].token_id;
+  await db.query('update postings set amount = amount + 1 where event_id = $1 and leg = 1', [tamperedEvent]);
+  await db.query('update account_balances set balance = balance + 5 where account = $1', [account.user('rd', 'available')]);
+
+  // Push the budget past what was funded by tampering with the spendable-budget counter.
+  await l.rt.redis.hincrby(`${l.ns}:{act:${act}}:budget`, 'funded', 50_000);
+  for (let i = 1; i <= 5; i++) await grant(l, act, 'rf', `o-rf-over-${i}`, 20_000);
+  // A second credit for a token, under an id that is not the derived one (a buggy crediting client).
+  const twice = (await db.query(`select token_id, activity_id, user_id, amount, currency from tokens where user_id = 'ra' limit 1`)).rows[0];
+  await l.rt.publisher.publish('TokenCredited', { ...creditFor({ ...twice, tokenId: twice.token_id, activityId: twice.activity_id, userId: twice.user_id, traceId: 't' }, Date.now()), eventId: deterministicId('rogue', twice.token_id) });
+  await l.waitFor('tokens credited', async () => (await db.query(`select count(*)::int as n from tokens where status = 'pending'`)).rows[0].n === 0);
+
+  const r = await audit(l);
+  t.equal(r.clean, false);
+  t.match(ofKind(r, 'missing_payout'), [{ payoutId: payouts.get('ra'), userId: 'ra', expected: 700, actual: 'no payment' }]);
+  t.match(ofKind(r, 'duplicate_payout'), [{ payoutId: payouts.get('rb'), userId: 'rb', providerRef: 'psp-duplicate', repair: 'flag_duplicate' }]);
+  t.match(ofKind(r, 'amount_mismatch'), [{ payoutId: payouts.get('rc'), userId: 'rc', expected: '700 CNY to rc', actual: '701 CNY to rc' }]);
+  t.match(ofKind(r, 'payout_without_ledger_entry'), [{ payoutId: stranger, userId: 'rz', actual: 999 }]);
+  const drift = ofKind(r, 'projection_drift');
+  t.ok(drift.some((d) => d.tokenId === droppedToken && d.userId === 'rd' && d.orderNo === 'o-rd-2' && d.actual === 'missing'), 'the dropped token row');
+  t.ok(drift.some((d) => d.events.includes(tamperedEvent) && d.userId === 're'), 'the tampered posting, by event');
+  t.match(drift.filter((d) => d.account), [{ account: account.user('rd', 'available'), userId: 'rd', expected: 1_503 - 700, actual: 1_508 - 700 }], 'the tampered balance');
+  t.match(ofKind(r, 'ledger_imbalance'), [{ currency: 'CNY', expected: 0, actual: 1 }]);
+  const overIssue = ofKind(r, 'budget_over_issue');
+  t.equal(overIssue.length, 1);
+  // Funded 100,000; issued 5 × 1,000 + 10 + 5 × 500 + 5 × 20,000 = 107,510.
+  t.match(overIssue[0], { activityId: act, account: account.activityBudget(act), actual: -7_510 });
+  const latest = (await db.query(`select token_id from tokens where order_no = 'o-rf-over-5'`)).rows[0].token_id;
+  t.same(overIssue[0]!.events, [latest], 'names the latest grant, which alone makes up the excess');
+  t.match(ofKind(r, 'token_credited_twice'), [{ tokenId: twice.token_id, userId: 'ra' }]);
+
+  // The command: same findings, exit code 1, files finance can keep.
+  const out = mkdtempSync(join(tmpdir(), 'audit-'));
+  // Asynchronously: the provider simulator answers from this process.
+  const cli = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bin/reconcile.ts', '--out', out, '--credit-grace', '0', '--payout-grace', '0'], {
+    env: { ...process.env, LEDGER_NAMESPACE: l.ns, PROVIDER_URL: l.provider!.url, PROVIDER_API_KEY: l.provider!.apiKey }, encoding: 'utf8',
+  }).then(() => ({ status: 0, stdout: '', stderr: '' }), (err) => ({ status: err.code as number, stdout: err.stdout as string, stderr: err.stderr as string }));
+  t.equal(cli.status, 1, `exit 1 when there are differences (stderr: ${cli.stderr.slice(0, 300)})`);
+  t.match(cli.stdout, /DIFFERENCE\(S\)/);
+  t.match(cli.stdout, /missing_payout\s+1/);
+  const files = readdirSync(out);
+  const json = JSON.parse(readFileSync(join(out, files.find((f) => f.endsWith('.json'))!), 'utf8'));
+  t.same(json.byKind, r.byKind, 'the JSON report has the same differences');
+  const csv = readFileSync(join(out, files.find((f) => f.endsWith('.csv'))!), 'utf8').trim().split('\n');
+  t.equal(csv[0], 'kind,activityId,userId,orderNo,tokenId,payoutId,providerRef,account,currency,expected,actual,events,repair,message');
+  t.equal(csv.length - 1, r.differences.length, 'one CSV row per difference');
+  const stored = await db.query(`select kind, differences from reconcile_runs where kind = 'audit' order by started_at desc limit 1`);
+  t.equal(stored.rows[0].differences, r.differences.length, 'the command keeps its report in Postgres');
+
+  // Exit 2: the audit itself could not run, which is not the same as finding differences.
+  const badArg = spawnSync(process.execPath, ['--import', 'tsx', 'bin/reconcile.ts', '--from', 'yesterday-ish'], { encoding: 'utf8' });
+  t.equal(badArg.status, 2);
+  t.match(badArg.stderr, /--from must be a time/);
+  const noDb = spawnSync(process.execPath, ['--import', 'tsx', 'bin/reconcile.ts', '--no-provider', '--out', out], {
+    env: { ...process.env, LEDGER_NAMESPACE: l.ns, DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/no_such_database' }, encoding: 'utf8',
+  });
+  t.equal(noDb.status, 2, 'Postgres unreachable: exit 2');
+  t.match(noDb.stderr, /the audit failed: .*no_such_database/);
+});
