@@ -153,9 +153,12 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
 
   let providerPayments = 0;
   if (deps.provider) {
-    const payments = await providerPaymentsInScope(deps.provider, withdrawals, rangeMode ? { from: opts.from, to: coveredTo } : { to: new Date(startedAt) });
-    providerPayments = payments.length;
     const ledger = new Map(withdrawals.map((w) => [w.withdrawalId, w]));
+    // A whole-log audit reads the whole statement; a payment made after the audit began, for
+    // a withdrawal appended after its end, belongs to the next audit.
+    const payments = (await providerPaymentsInScope(deps.provider, withdrawals, rangeMode ? { from: opts.from, to: coveredTo } : {}))
+      .filter((p) => rangeMode || p.createdAt < startedAt || ledger.has(p.payoutId));
+    providerPayments = payments.length;
     if (rangeMode) {
       for (const w of await withdrawalsAtEnd(deps.pool, check, payments.map((p) => p.payoutId).filter((id) => !ledger.has(id)))) ledger.set(w.withdrawalId, w);
     }

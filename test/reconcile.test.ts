@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { account } from '../domain/accounts.ts';
 import { creditFor } from '../domain/grants.ts';
 import { deterministicId } from '../domain/ids.ts';
+import { repair } from '../reconcile/repair.ts';
+import { checkInvariants } from '../projections/invariants.ts';
 import { startTestLedger, type TestLedger } from './helpers/ledger.ts';
 import { audit, ofKind } from './helpers/audit.ts';
 
@@ -117,4 +119,91 @@ t.test('a clean ledger gives a clean report; each injected difference is found w
   });
   t.equal(noDb.status, 2, 'Postgres unreachable: exit 2');
   t.match(noDb.stderr, /the audit failed: .*no_such_database/);
+});
+
+t.test('repair emits one compensation per repairable difference; after it the audit is clean, and a second repair is a no-op', async (t) => {
+  // No crediting processor: tokens stay pending unless a withdrawal forces their credit.
+  const l = await startTestLedger(t, { crediting: false, payouts: true });
+  const act = await l.activity({ budget: 50_000 });
+  for (const u of ['pa', 'pb', 'pc']) await grant(l, act, u, `o-${u}`, 1_000);
+  const pending = await grant(l, act, 'pd', 'o-pd', 321);
+  const wc = await withdraw(l, 'pc', 600);
+  await settled(l, 1);
+
+  // The provider goes down; two withdrawals stay in flight, then the processor stops.
+  l.provider!.configure({ outage: true });
+  const wa = await withdraw(l, 'pa', 400);
+  const wb = await withdraw(l, 'pb', 500);
+  await l.waitFor('both tried', async () => l.provider!.stats.outageRefused >= 2);
+  await l.payouts!.stop();
+  // What the provider did meanwhile: refused one, paid the other, and paid the settled one twice.
+  const psp = l.provider!.records.pool;
+  await psp.query(`insert into payments(payout_id, user_id, amount, currency, status, reason, provider_ref) values ($1, 'pa', 400, 'CNY', 'rejected', 'ACCOUNT_CLOSED', 'psp-refused')`, [wa]);
+  await psp.query(`insert into payments(payout_id, user_id, amount, currency, status, provider_ref) values ($1, 'pb', 500, 'CNY', 'succeeded', 'psp-late')`, [wb]);
+  await psp.query(`insert into payments(payout_id, user_id, amount, currency, status, provider_ref) values ($1, 'pc', 600, 'CNY', 'succeeded', 'psp-twice')`, [wc]);
+
+  const before = await audit(l);
+  t.same(before.byKind, { duplicate_payout: 1, payout_unresolved: 2, token_never_credited: 1 });
+  t.match(ofKind(before, 'payout_unresolved'), [
+    { payoutId: [wa, wb].sort()[0] }, { payoutId: [wa, wb].sort()[1] },
+  ]);
+  t.same(new Set(ofKind(before, 'payout_unresolved').map((d) => d.repair)), new Set(['settle_payout', 'return_payout']));
+  t.match(ofKind(before, 'token_never_credited'), [{ tokenId: pending.tokenId, userId: 'pd', orderNo: 'o-pd', repair: 'credit_token' }]);
+
+  const first = await repair({ pool: l.rt.pool, publisher: l.rt.publisher }, before.differences, before.runId);
+  t.same(first.emitted.map((e) => e.type).sort(), ['PayoutDuplicateFlagged', 'PayoutFailed', 'PayoutSettled', 'TokenCredited']);
+  const after = await audit(l);
+  t.equal(after.clean, true, `clean after repair: ${JSON.stringify(after.differences.slice(0, 2))}`);
+
+  const db = l.rt.pool;
+  const balance = async (acct: string) => (await db.query('select balance from account_balances where account = $1', [acct])).rows[0]?.balance ?? 0;
+  t.equal(await balance(account.user('pa', 'available')), 1_000, 'the refused payout went back to pa');
+  t.equal(await balance(account.user('pd', 'available')), 321, 'the missing credit was made');
+  t.equal(await balance(account.externalPayout()), 600 + 500 + 600, 'external:payout equals what the provider paid');
+  t.equal(await balance(account.payoutRecovery()), -600, 'the extra payment is booked for recovery');
+  t.match(await checkInvariants(db, { budgetLag: async () => 0 }), { ok: true, violations: [] }, 'the ledger invariants hold after repair');
+
+  const admin = l.rt.kafka.admin();
+  await admin.connect();
+  const offsets = async () => JSON.stringify(await admin.fetchTopicOffsets(l.rt.topics.wallet));
+  const endsBefore = await offsets();
+  const second = await repair({ pool: l.rt.pool, publisher: l.rt.publisher }, before.differences, before.runId);
+  t.same(second.emitted, [], 'repeating the repair emits nothing');
+  t.equal(second.skipped, 4, 'every compensation is already in the ledger');
+  t.equal(await offsets(), endsBefore, 'the wallet topic did not grow');
+  await admin.disconnect();
+});
+
+t.test('a time-range audit covers exactly its range', async (t) => {
+  const l = await startTestLedger(t, { crediting: false });
+  const act = await l.activity({ budget: 50_000 });
+  const batch = async (tag: string) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await grant(l, act, `tr-${tag}${i}`, `o-${tag}-${i}`, 100 + i)).tokenId);
+    return ids;
+  };
+  const pause = () => new Promise((r) => setTimeout(r, 1_100));
+  const a = await batch('a');
+  await pause();
+  const from = new Date();
+  const b = await batch('b');
+  // A withdrawal inside the range, by a user whose tokens were issued before it: the fold needs the opening state.
+  const early = (await l.rt.pool.query(`select user_id from tokens where token_id = $1`, [a[0]])).rows[0].user_id;
+  await withdraw(l, early, 50);
+  await pause();
+  const to = new Date();
+  await pause();
+  const c = await batch('c');
+
+  const ranged = await audit(l, { from, to });
+  // In range: 4 grants, the forced credit of the early user's token, and the withdrawal.
+  t.equal(ranged.events, 6, 'reads only the events appended within the range');
+  t.same(ranged.partitions.reduce((n, p) => n + p.end - p.start, 0), 6);
+  t.same(new Set(ofKind(ranged, 'token_never_credited').map((d) => d.tokenId)), new Set(b), 'reports the range\'s uncredited tokens, and only those');
+  t.same(Object.keys(ranged.byKind), ['token_never_credited'], 'nothing else: the opening state made the withdrawal fold cleanly');
+  t.match(ranged.range, { from: from.toISOString(), to: to.toISOString() });
+
+  const whole = await audit(l);
+  t.equal(whole.events, 1 + 12 + 2, 'the whole log: funding, 12 grants, a credit and a withdrawal');
+  t.same(new Set(ofKind(whole, 'token_never_credited').map((d) => d.tokenId)), new Set([...a.slice(1), ...b, ...c]));
 });
