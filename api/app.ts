@@ -72,7 +72,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
   await app.register(walletRoutes, { wallets, withdrawals });
   await app.register(adminRoutes, {
     adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
-    invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }),
+    invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
   });
 
   app.get('/health', async () => {

@@ -3,6 +3,7 @@
 // with the projection and the payment provider, and reports every difference.
 // Exit code: 0 clean, 1 differences found, 2 the audit itself failed.
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../infra/config.ts';
 import { openRuntime, type Runtime } from '../infra/runtime.ts';
 import { providerApiKey } from '../infra/keys.ts';
 import { projectorName } from '../projections/ledger-projector.ts';
@@ -17,8 +18,8 @@ const USAGE = `usage: npm run reconcile -- [options]
   --to <time>              ... and before this time; default: now
   --out <dir>              where the JSON and CSV reports go (default: reports)
   --repair                 emit compensation events for what can be repaired, then audit again
-  --credit-grace <sec>     a token uncredited for longer is a difference (default 600)
-  --payout-grace <sec>     a payout unanswered for longer is a difference (default 600)
+  --credit-grace <sec>     a token uncredited for longer is a difference (default RECONCILE_CREDIT_GRACE_SEC, 600)
+  --payout-grace <sec>     a payout unanswered for longer is a difference (default RECONCILE_PAYOUT_GRACE_SEC, 600)
   --projection-wait <sec>  how long to wait for the projection to reach the end of the range (default 60)
   --no-provider            do not compare with the payment provider
   --help`;
@@ -33,7 +34,7 @@ function parse() {
   return parseArgs({
     options: {
       from: { type: 'string' }, to: { type: 'string' }, out: { type: 'string', default: 'reports' }, repair: { type: 'boolean', default: false },
-      'credit-grace': { type: 'string', default: '600' }, 'payout-grace': { type: 'string', default: '600' }, 'projection-wait': { type: 'string', default: '60' },
+      'credit-grace': { type: 'string' }, 'payout-grace': { type: 'string' }, 'projection-wait': { type: 'string', default: '60' },
       'no-provider': { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
   }).values;
@@ -53,7 +54,9 @@ const time = (name: string, v: string | undefined) => {
   if (Number.isNaN(d.getTime())) fail(`--${name} must be a time such as 2026-02-10T20:00:00+08:00, got "${v}"`);
   return d;
 };
-const seconds = (name: string, v: string) => {
+const cfg = loadConfig();
+const seconds = (name: string, v: string | undefined, fallbackMs = 0) => {
+  if (v === undefined) return fallbackMs;
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) fail(`--${name} must be a number of seconds, got "${v}"`);
   return n * 1000;
@@ -62,8 +65,10 @@ const from = time('from', args.from);
 const to = time('to', args.to);
 if (from && to && from >= to) fail('--from must be before --to');
 const options: AuditOptions = {
-  from, to, creditGraceMs: seconds('credit-grace', args['credit-grace']!), payoutGraceMs: seconds('payout-grace', args['payout-grace']!),
-  projectionWaitMs: seconds('projection-wait', args['projection-wait']!),
+  from, to,
+  creditGraceMs: seconds('credit-grace', args['credit-grace'], cfg.reconcileCreditGraceMs),
+  payoutGraceMs: seconds('payout-grace', args['payout-grace'], cfg.reconcilePayoutGraceMs),
+  projectionWaitMs: seconds('projection-wait', args['projection-wait']),
 };
 
 let rt: Runtime | null = null;

@@ -42,6 +42,15 @@ export interface Config {
   providerPort: number;
   /** How old a balance on the wallet page may be, ms (a per-instance read cache; 0 disables it). */
   walletCacheMs: number;
+  /** Continuous reconciliation: how often a window is checked, how far behind now it ends, the report period. */
+  reconcileIntervalMs: number;
+  reconcileBehindMs: number;
+  reconcileReportPeriodMs: number;
+  /** How long a token may stay uncredited, and a payout unanswered, before reconciliation calls it a difference. */
+  reconcileCreditGraceMs: number;
+  reconcilePayoutGraceMs: number;
+  /** Where the reconciler serves /metrics and /health. */
+  reconcilerPort: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -80,6 +89,12 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     breakerOpenMs: int('BREAKER_OPEN_MS', 2_000),
     providerPort: int('PROVIDER_PORT', 4000),
     walletCacheMs: int('WALLET_CACHE_MS', 1000),
+    reconcileIntervalMs: int('RECONCILE_INTERVAL_SEC', 60) * 1000,
+    reconcileBehindMs: int('RECONCILE_BEHIND_SEC', 120) * 1000,
+    reconcileReportPeriodMs: int('RECONCILE_REPORT_PERIOD_SEC', 3600) * 1000,
+    reconcileCreditGraceMs: int('RECONCILE_CREDIT_GRACE_SEC', 600) * 1000,
+    reconcilePayoutGraceMs: int('RECONCILE_PAYOUT_GRACE_SEC', 600) * 1000,
+    reconcilerPort: int('RECONCILER_PORT', 3300),
     ...overrides,
     namespace,
   };

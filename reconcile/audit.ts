@@ -149,7 +149,13 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
     differences.push(...(await check.extras({ events: mem.applied, tokens: mem.tokens, withdrawals: mem.withdrawals })));
   }
   differences.push(...(await overIssues(mem, rangeMode ? check : null)));
-  differences.push(...neverCredited(tokens, coveredTo.getTime() - (opts.creditGraceMs ?? 10 * MIN)));
+  // Overdue work is judged at the time of the audit, not at the end of the range, and only
+  // if the projection still shows it open: a credit or payout that arrived after the range
+  // was late, not missing. So a window audited `grace` after it ended reports every token
+  // of the window that is overdue, once.
+  const overdue = neverCredited(tokens, startedAt - (opts.creditGraceMs ?? 10 * MIN));
+  const stillPending = await check.stillOpen('tokens', overdue.map((d) => d.tokenId!));
+  differences.push(...overdue.filter((d) => stillPending.has(d.tokenId!)));
 
   let providerPayments = 0;
   if (deps.provider) {
@@ -164,11 +170,14 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
     }
     const flagIds = payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef));
     const projectedFlags = rangeMode ? await check.positions(flagIds) : new Map();
-    differences.push(...matchPayouts({
+    const found = matchPayouts({
       withdrawals: ledger, payments,
       flagged: (w, ref) => { const id = duplicateFlagEventIdFor(w, ref); return mem.applied.has(id) || projectedFlags.has(id); },
-      referenceTime: coveredTo.getTime(), graceMs: opts.payoutGraceMs ?? 10 * MIN,
-    }));
+      referenceTime: startedAt, graceMs: opts.payoutGraceMs ?? 10 * MIN,
+    });
+    const inFlight = (d: Difference) => d.kind === 'payout_unresolved' || d.kind === 'payout_overdue';
+    const stillWithdrawing = await check.stillOpen('withdrawals', found.filter(inFlight).map((d) => d.payoutId!));
+    differences.push(...found.filter((d) => !inFlight(d) || stillWithdrawing.has(d.payoutId!)));
   }
 
   differences.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));

@@ -225,6 +225,16 @@ export class ProjectionCheck {
     return out;
   }
 
+  /** Which of these tokens are still pending, or withdrawals still in flight, in the projection now. */
+  async stillOpen(what: 'tokens' | 'withdrawals', ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const sql = what === 'tokens'
+      ? `select token_id::text as id from tokens where token_id = any($1::uuid[]) and status = 'pending'`
+      : `select withdrawal_id::text as id from withdrawals where withdrawal_id = any($1::uuid[]) and status = 'withdrawing'`;
+    const { rows } = await this.pool.query<{ id: string }>(sql, [ids]);
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** Per-currency sums of the projection's postings for events within the range (I1 over the range). */
   async imbalances(): Promise<Difference[]> {
     const { rows } = await this.pool.query<{ currency: string; sum: number }>(

@@ -8,6 +8,8 @@ import { ApiError, errorResponse } from '../errors.ts';
 import { signaturesEqual } from '../auth/upstream-signature.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import type { InvariantReport } from '../../projections/invariants.ts';
+import type pg from 'pg';
+import { reconciliationRoutes } from './reconciliation-routes.ts';
 
 const idPattern = '^[A-Za-z0-9_.:-]+$';
 const activityParams = {
@@ -27,10 +29,11 @@ export interface AdminDeps {
   publisher: EventPublisher;
   settings: WalletSettingsStore;
   invariants(): Promise<InvariantReport>;
+  pool: pg.Pool;
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminDeps> =
-  async (app, { adminToken, activities, budget, publisher, settings, invariants }) => {
+  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool }) => {
     app.addHook('onRequest', async (req) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
@@ -145,4 +148,6 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
 
     // The ledger's invariants, checked now against the projection.
     app.get('/v1/admin/invariants', async () => invariants());
+
+    await app.register(reconciliationRoutes, { pool });
   };
