@@ -120,3 +120,32 @@ t.test('a second copy of a funding, grant or withdrawal under another event id m
   t.same(l.anomalies.map((a) => a.kind), ['event_id_not_derived', 'event_id_not_derived', 'event_id_not_derived']);
   t.equal(l.total(), 0);
 });
+
+t.test('a flagged duplicate payout books the extra payment from payout-recovery to external, once, and only for a settled withdrawal (I6)', async (t) => {
+  const { duplicateFlagEventIdFor, settledEventIdFor, withdrawalIdFor } = await import('../../domain/withdrawals.ts');
+  const l = new MemoryLedger();
+  l.apply(funded('a1', 'f1', 1000));
+  const tok = issued('a1', 'u1', 'o1', 300);
+  l.apply({ type: 'TokenIssued', data: tok });
+  l.apply({ type: 'TokenCredited', data: creditFor(tok, 2) });
+  const id = withdrawalIdFor('u1', 'k1');
+  l.apply({ type: 'WithdrawalRequested', data: { eventId: id, occurredAt: 3, activityId: '', traceId: 't', withdrawalId: id, userId: 'u1', amount: 300, currency: 'CNY', requestedBy: 'u1', clientAddress: '', requestId: '' } });
+  const flag = (ref: string, eventId = duplicateFlagEventIdFor(id, ref)): LedgerEvent => ({
+    type: 'PayoutDuplicateFlagged', data: { eventId, occurredAt: 5, activityId: '', traceId: 't', withdrawalId: id, userId: 'u1', amount: 300, currency: 'CNY', providerRef: ref, flaggedBy: 'run' },
+  });
+  l.apply(flag('psp-2'));
+  t.equal(l.balance(account.externalPayout()), 0, 'not while the withdrawal is in flight');
+  l.apply({ type: 'PayoutSettled', data: { eventId: settledEventIdFor(id), occurredAt: 4, activityId: '', traceId: 't', withdrawalId: id, userId: 'u1', amount: 300, currency: 'CNY', providerRef: 'psp-1' } });
+  l.apply(flag('psp-1', '00000000-0000-8000-8000-0000000000f1'));
+  t.equal(l.anomalies.at(-1)?.kind, 'event_id_not_derived');
+  const onSettlement = effectsOf(flag('psp-1'), l);
+  t.same(onSettlement.postings, [], 'the payment the withdrawal settled with is not extra');
+  t.equal(onSettlement.anomalies[0]?.kind, 'duplicate_flag_refused');
+  const retry = flag('psp-3');
+  l.apply(retry);
+  l.apply(retry);
+  t.equal(l.balance(account.externalPayout()), 600, 'the settlement and one flagged extra payment');
+  t.equal(l.balance(account.payoutRecovery()), -300);
+  t.same(negativeBalances([...l.balances].map(([a, b]) => [a, b.currency, b.balance])), [], 'payout-recovery may go negative');
+  t.equal(l.total(), 0);
+});
