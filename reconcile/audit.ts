@@ -11,7 +11,8 @@ import type { EventCodec } from '../schemas/codec.ts';
 import type { Topics } from '../infra/config.ts';
 import { countByKind, type Difference } from './differences.ts';
 import { matchPayouts, type ProviderPayment } from './payout-match.ts';
-import { ProjectionCheck, whoOf, type Chunk } from './projection-check.ts';
+import { ProjectionCheck, whoOf, type Chunk, type FoldedEvent } from './projection-check.ts';
+import { WholeLogCheck, idBucket } from './whole-log-check.ts';
 import { OpeningState } from './opening-state.ts';
 import { positionKey, replayRanges, resolveRanges, type PartitionRange, type ReplayedEvent } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
@@ -87,7 +88,9 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
 
   const mem = new MemoryLedger();
   const check = new ProjectionCheck(deps.pool, ranges);
+  // A range audit compares its own events chunk by chunk; a whole-log audit digests whole tables.
   const opening = rangeMode ? new OpeningState(deps.pool, ranges, check) : null;
+  const whole = rangeMode ? null : new WholeLogCheck(deps.pool, check);
   const differences: Difference[] = [];
   const flows: Record<string, Flow> = {};
   const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
@@ -119,9 +122,13 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
         f.count++;
         f.amount += 'amount' in event.data ? event.data.amount : 0;
       }
-      chunk.events.push({ event, postings: fx.postings });
-      if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
-      if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
+      if (whole) {
+        whole.add(event.data.eventId, fx.postings);
+      } else {
+        chunk.events.push({ event, postings: fx.postings });
+        if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
+        if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
+      }
       for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
     }
   };
@@ -137,16 +144,16 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
   await Promise.all(inFlight);
   opts.onProgress?.(total, total);
 
-  // Records at the end of the range.
   const tokens = [...mem.tokens.values()];
   const withdrawals = [...mem.withdrawals.values()];
-  for (let i = 0; i < Math.max(tokens.length, withdrawals.length); i += chunkSize) {
-    differences.push(...(await check.states(tokens.slice(i, i + chunkSize), withdrawals.slice(i, i + chunkSize))));
-  }
-  differences.push(...(await check.imbalances()));
-  if (!rangeMode) {
-    differences.push(...(await check.balances(mem.balances)));
-    differences.push(...(await check.extras({ events: mem.applied, tokens: mem.tokens, withdrawals: mem.withdrawals })));
+  if (whole) {
+    differences.push(...(await whole.finish(mem, (buckets) => refold(deps, ranges, buckets))));
+  } else {
+    // Records at the end of the range, and the range's postings.
+    for (let i = 0; i < Math.max(tokens.length, withdrawals.length); i += chunkSize) {
+      differences.push(...(await check.states(tokens.slice(i, i + chunkSize), withdrawals.slice(i, i + chunkSize))));
+    }
+    differences.push(...(await check.imbalances()));
   }
   differences.push(...(await overIssues(mem, rangeMode ? check : null)));
   // Overdue work is judged at the time of the audit, not at the end of the range, and only
@@ -188,6 +195,19 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
     checked: { projection: true, provider: deps.provider !== null, providerPayments, tokens: tokens.length, withdrawals: withdrawals.length },
     clean: differences.length === 0, byKind: countByKind(differences), differences,
   };
+}
+
+/** Reads the log again and returns the folded events whose ids fall in the given buckets (to name what a digest found). */
+async function refold(deps: AuditDeps, ranges: readonly PartitionRange[], buckets: Set<number>): Promise<FoldedEvent[]> {
+  const mem = new MemoryLedger();
+  const out: FoldedEvent[] = [];
+  await replayRanges(deps.kafka, deps.codec, ranges, (batch) => {
+    for (const { event } of batch) {
+      const fx = mem.apply(event);
+      if (fx && buckets.has(idBucket(event.data.eventId))) out.push({ event, postings: fx.postings });
+    }
+  });
+  return out;
 }
 
 /** The audit compares the log with the projection up to the range's end, so the projection must have got there. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type pg from 'pg';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Posting, TokenRecord } from '../domain/ledger.ts';
@@ -19,26 +19,30 @@ import { positionKey, type PartitionRange } from './replay.ts';
  * The row spellings below are the contract between the two sides: `*_ROW` (SQL) and the
  * matching `*Row` function (TypeScript) must produce the same text.
  */
-const MOD = 2 ** 48;
-const h48 = (sqlText: string) => `('x' || substr(md5(${sqlText}), 1, 12))::bit(48)::bigint`;
-const POSTING_ROW = `p.event_id::text || '|' || p.leg || '|' || p.account || '|' || p.amount || '|' || p.currency`;
-const TOKEN_ROW = `t.token_id::text || '|' || t.user_id || '|' || t.activity_id || '|' || t.scene_id || '|' || t.order_no || '|' || t.amount || '|' || t.currency`;
-const WITHDRAWAL_ROW = `w.withdrawal_id::text || '|' || w.user_id || '|' || w.amount || '|' || w.currency`;
-const TOKEN_STATE = `t.token_id::text || '|' || t.status`;
-const WITHDRAWAL_STATE = `w.withdrawal_id::text || '|' || w.status || '|' || coalesce(w.provider_ref, '')`;
+export const MOD = 2 ** 48;
+export const h48 = (sqlText: string) => `('x' || substr(md5(${sqlText}), 1, 12))::bit(48)::bigint`;
+export const POSTING_ROW = `p.event_id::text || '|' || p.leg || '|' || p.account || '|' || p.amount || '|' || p.currency`;
+export const TOKEN_ROW = `t.token_id::text || '|' || t.user_id || '|' || t.activity_id || '|' || t.scene_id || '|' || t.order_no || '|' || t.amount || '|' || t.currency`;
+export const WITHDRAWAL_ROW = `w.withdrawal_id::text || '|' || w.user_id || '|' || w.amount || '|' || w.currency`;
+export const TOKEN_STATE = `t.token_id::text || '|' || t.status`;
+export const WITHDRAWAL_STATE = `w.withdrawal_id::text || '|' || w.status || '|' || coalesce(w.provider_ref, '')`;
 
-const postingRow = (eventId: string, leg: number, p: Posting) => `${eventId}|${leg}|${p.account}|${p.amount}|${p.currency}`;
-const tokenRow = (t: TokenRecord) => `${t.tokenId}|${t.userId}|${t.activityId}|${t.sceneId}|${t.orderNo}|${t.amount}|${t.currency}`;
-const withdrawalRow = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.userId}|${w.amount}|${w.currency}`;
-const tokenState = (t: TokenRecord) => `${t.tokenId}|${t.status}`;
-const withdrawalState = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.status}|${w.providerRef ?? ''}`;
+export const postingRow = (eventId: string, leg: number, p: Posting) => `${eventId}|${leg}|${p.account}|${p.amount}|${p.currency}`;
+export const tokenRow = (t: TokenRecord) => `${t.tokenId}|${t.userId}|${t.activityId}|${t.sceneId}|${t.orderNo}|${t.amount}|${t.currency}`;
+export const withdrawalRow = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.userId}|${w.amount}|${w.currency}`;
+export const tokenState = (t: TokenRecord) => `${t.tokenId}|${t.status}`;
+export const withdrawalState = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.status}|${w.providerRef ?? ''}`;
+
+export function rowHash(row: string): number {
+  return parseInt(hash('md5', row).slice(0, 12), 16); // one-shot hash: several times faster than createHash
+}
 
 function digest(rows: Iterable<string>): { n: number; sum: number } {
   let n = 0;
   let sum = 0;
   for (const r of rows) {
     n++;
-    sum = (sum + createHash('md5').update(r).digest().readUIntBE(0, 6)) % MOD;
+    sum = (sum + rowHash(r)) % MOD;
   }
   return { n, sum };
 }
@@ -63,7 +67,7 @@ export function whoOf(event: LedgerEvent): Pick<Difference, 'activityId' | 'user
   };
 }
 
-const drift = (message: string, fields: Partial<Difference>): Difference => ({ kind: 'projection_drift', message, events: [], repair: null, ...fields });
+export const drift = (message: string, fields: Partial<Difference>): Difference => ({ kind: 'projection_drift', message, events: [], repair: null, ...fields });
 
 /** The offsets that bound the audit, as a Postgres table: unnest($1..$4) as b(topic, partition, s, e). */
 export function boundsParams(ranges: readonly PartitionRange[]): [string[], number[], number[], number[]] {
@@ -73,8 +77,6 @@ const BOUNDS = 'unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) as b(t
 
 export class ProjectionCheck {
   private readonly ends: Map<string, number>;
-  /** Folded events and records the chunk checks found missing from the projection. */
-  private readonly missing = { events: 0, tokens: 0, withdrawals: 0 };
 
   constructor(private readonly pool: pg.Pool, private readonly ranges: readonly PartitionRange[]) {
     this.ends = new Map(ranges.map((r) => [positionKey(r.topic, r.partition), r.end]));
@@ -117,7 +119,7 @@ export class ProjectionCheck {
     return out;
   }
 
-  private async eventDetail(events: FoldedEvent[]): Promise<Difference[]> {
+  async eventDetail(events: FoldedEvent[]): Promise<Difference[]> {
     const ids = events.map((e) => e.event.data.eventId);
     const { rows } = await this.pool.query<{ event_id: string; projected: boolean; row: string | null }>(
       `select i.event_id::text, e.event_id is not null as projected, ${POSTING_ROW} as row
@@ -139,7 +141,6 @@ export class ProjectionCheck {
       const expected = postings.map((p, leg) => postingRow(id, leg, p)).join(' ; ');
       const got = (a?.rows ?? []).join(' ; ');
       if (!a?.projected) {
-        this.missing.events++;
         out.push(drift(`${event.type} ${id} is in the log but not in the projection`, { ...whoOf(event), events: [id], expected: event.type, actual: 'missing' }));
       } else if (expected !== got) {
         out.push(drift(`the projection's postings for ${event.type} ${id} differ from the log's`, { ...whoOf(event), events: [id], expected, actual: got }));
@@ -148,7 +149,7 @@ export class ProjectionCheck {
     return out;
   }
 
-  private async tokenDetail(tokens: TokenRecord[]): Promise<Difference[]> {
+  async tokenDetail(tokens: TokenRecord[]): Promise<Difference[]> {
     const { rows } = await this.pool.query<{ id: string; row: string }>(
       `select t.token_id::text as id, ${TOKEN_ROW} as row from tokens t where t.token_id = any($1::uuid[])`, [tokens.map((t) => t.tokenId)],
     );
@@ -156,14 +157,13 @@ export class ProjectionCheck {
     return tokens.flatMap((t) => {
       const got = actual.get(t.tokenId);
       if (got === tokenRow(t)) return [];
-      if (!got) this.missing.tokens++;
       return [drift(got ? `the projection's token ${t.tokenId} differs from the log's` : `token ${t.tokenId} is missing from the projection`, {
         activityId: t.activityId, userId: t.userId, orderNo: t.orderNo, tokenId: t.tokenId, events: [t.tokenId], expected: tokenRow(t), actual: got ?? 'missing',
       })];
     });
   }
 
-  private async withdrawalDetail(withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
+  async withdrawalDetail(withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
     const { rows } = await this.pool.query<{ id: string; row: string }>(
       `select w.withdrawal_id::text as id, ${WITHDRAWAL_ROW} as row from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [withdrawals.map((w) => w.withdrawalId)],
     );
@@ -171,7 +171,6 @@ export class ProjectionCheck {
     return withdrawals.flatMap((w) => {
       const got = actual.get(w.withdrawalId);
       if (got === withdrawalRow(w)) return [];
-      if (!got) this.missing.withdrawals++;
       return [drift(got ? `the projection's withdrawal ${w.withdrawalId} differs from the log's` : `withdrawal ${w.withdrawalId} is missing from the projection`, {
         userId: w.userId, payoutId: w.withdrawalId, events: [w.withdrawalId], expected: withdrawalRow(w), actual: got ?? 'missing',
       })];
@@ -249,6 +248,16 @@ export class ProjectionCheck {
     }));
   }
 
+  /** Per-currency sums of the postings of projected events after the range. */
+  async postingsAfterEnd(): Promise<Map<string, number>> {
+    const { rows } = await this.pool.query<{ currency: string; sum: number }>(
+      `select p.currency, sum(p.amount)::bigint as sum
+         from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
+         join postings p on p.event_id = e.event_id group by p.currency`, boundsParams(this.ranges),
+    );
+    return new Map(rows.map((r) => [r.currency, r.sum]));
+  }
+
   /** The balance movement of accounts by events before the range (the opening state of a range audit). */
   async sumsBefore(accounts: string[]): Promise<Map<string, number>> {
     if (accounts.length === 0) return new Map();
@@ -265,7 +274,7 @@ export class ProjectionCheck {
    * Every balance of the projection against the fold's, as of the end of the range (a
    * whole-log audit). Postings of events after the range are taken off the stored balance.
    */
-  async balances(fold: ReadonlyMap<string, { currency: string; balance: number }>): Promise<Difference[]> {
+  async balances(fold: ReadonlyMap<string, { currency: string; balance: number }>, only?: (account: string) => boolean): Promise<Difference[]> {
     const { rows: after } = await this.pool.query<{ account: string; sum: number }>(
       `select p.account, sum(p.amount)::bigint as sum
          from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
@@ -288,36 +297,11 @@ export class ProjectionCheck {
       const { rows } = await this.pool.query<{ account: string; balance: number }>(
         'select account, balance from account_balances where account > $1 order by account limit 10000', [cursor],
       );
-      for (const r of rows) compare(r.account, r.balance);
+      for (const r of rows) if (!only || only(r.account)) compare(r.account, r.balance);
       if (rows.length < 10_000) break;
       cursor = rows[rows.length - 1]!.account;
     }
-    for (const account of fold.keys()) if (!seen.has(account)) compare(account, undefined);
-    return out;
-  }
-
-  /** Projected events, tokens and withdrawals within the range that the log does not have (a whole-log audit). */
-  async extras(known: { events: ReadonlySet<string>; tokens: ReadonlyMap<string, unknown>; withdrawals: ReadonlyMap<string, unknown> }): Promise<Difference[]> {
-    const { missing } = this;
-    const out: Difference[] = [];
-    const scan = async (what: string, sql: string, has: (id: string) => boolean, expectedCount: number) => {
-      const { rows } = await this.pool.query<{ n: number }>(`select count(*)::bigint as n from (${sql}) x`, boundsParams(this.ranges));
-      if (rows[0]!.n <= expectedCount) return;
-      let cursor = '00000000-0000-0000-0000-000000000000';
-      for (;;) {
-        const page = await this.pool.query<{ id: string }>(`select id::text from (${sql}) x where id > $5::uuid order by id limit 10000`, [...boundsParams(this.ranges), cursor]);
-        for (const r of page.rows) {
-          if (!has(r.id)) out.push(drift(`${what} ${r.id} is in the projection but not in the log`, { events: [r.id], expected: 'absent', actual: 'present' }));
-        }
-        if (page.rows.length < 10_000) return;
-        cursor = page.rows[page.rows.length - 1]!.id;
-      }
-    };
-    const created = (table: string, id: string) =>
-      `select x.${id} as id from ${table} x where not exists (select 1 from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e where e.event_id = x.${id})`;
-    await scan('event', `select e.event_id as id from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" < b.e`, (id) => known.events.has(id), known.events.size - missing.events);
-    await scan('token', created('tokens', 'token_id'), (id) => known.tokens.has(id), known.tokens.size - missing.tokens);
-    await scan('withdrawal', created('withdrawals', 'withdrawal_id'), (id) => known.withdrawals.has(id), known.withdrawals.size - missing.withdrawals);
+    for (const account of fold.keys()) if (!seen.has(account) && (!only || only(account))) compare(account, undefined);
     return out;
   }
 }
