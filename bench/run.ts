@@ -1,6 +1,7 @@
 // `npm run bench`: throughput and latency of the ledger against raw baselines measured in
 // the same run, on an isolated namespace that is removed afterwards. Not a test: figures go
-// to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50).
+// to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50),
+// BENCH_AUDIT_EVENTS (1,000,000: the replay-audit log; bench/audit.ts runs that part alone).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { tokenIdFor, creditFor } from '../domain/grants.ts';
 import { withdrawalIdFor } from '../domain/withdrawals.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
+import { benchAudit } from './audit.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -159,6 +161,7 @@ async function main() {
   const reads = await benchWalletReads();
   const payouts = await benchPayouts(pool);
   await pool.end();
+  const audit = await benchAudit(ROUNDS);
 
   const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
   const result = {
@@ -170,6 +173,7 @@ async function main() {
     peakRssMiB: { api: apiPeak, projector: projectorPeak, loadGenerator: Math.round(process.resourceUsage().maxRSS / 1024) },
     walletReads: reads,
     payouts,
+    audit,
   };
   mkdirSync(`${root}/.local`, { recursive: true });
   writeFileSync(`${root}/.local/bench-latest.json`, JSON.stringify(result, null, 2));
@@ -187,6 +191,8 @@ async function main() {
 | first statement page reads/s vs bare fastify GET | ${reads.statement.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.statement.rps / reads.bare.rps).toFixed(2)} |
 | statement latency p50 / p99 (ms) | ${reads.statement.p50.toFixed(1)} / ${reads.statement.p99.toFixed(1)} | | |
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
+| replay-audit events/s (whole log of ${audit.events}) vs raw kafkajs consume + Avro decode | ${audit.auditPerSec.toFixed(0)} | ${audit.rawPerSec.toFixed(0)} | ${audit.ratio.toFixed(2)} |
+| ${audit.events}-event audit: time / peak RSS (raw read: peak RSS) | ${audit.auditSeconds.toFixed(1)} s / ${audit.auditPeakRssMiB} MiB | ${audit.rawPeakRssMiB} MiB | |
 | peak RSS MiB: api / projector / load generator / payouts | ${apiPeak} / ${projectorPeak} / ${result.peakRssMiB.loadGenerator} / ${payouts.processorPeakMiB} | | |`);
 }
 

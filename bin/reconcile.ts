@@ -18,8 +18,8 @@ const USAGE = `usage: npm run reconcile -- [options]
   --to <time>              ... and before this time; default: now
   --out <dir>              where the JSON and CSV reports go (default: reports)
   --repair                 emit compensation events for what can be repaired, then audit again
-  --credit-grace <sec>     a token uncredited for longer is a difference (default RECONCILE_CREDIT_GRACE_SEC, 600)
-  --payout-grace <sec>     a payout unanswered for longer is a difference (default RECONCILE_PAYOUT_GRACE_SEC, 600)
+  --credit-grace <sec>     a token uncredited for longer is a difference (default RECONCILE_CREDIT_GRACE_SEC, 300)
+  --payout-grace <sec>     a payout unanswered for longer is a difference (default RECONCILE_PAYOUT_GRACE_SEC, 300)
   --projection-wait <sec>  how long to wait for the projection to reach the end of the range (default 60)
   --no-provider            do not compare with the payment provider
   --help`;

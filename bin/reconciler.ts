@@ -20,6 +20,10 @@ const reconciler = new ContinuousReconciler({
   intervalMs: cfg.reconcileIntervalMs, behindMs: cfg.reconcileBehindMs, reportPeriodMs: cfg.reconcileReportPeriodMs,
   creditGraceMs: cfg.reconcileCreditGraceMs, payoutGraceMs: cfg.reconcilePayoutGraceMs,
 });
+if (Math.max(cfg.reconcileCreditGraceMs, cfg.reconcilePayoutGraceMs) > cfg.reconcileBehindMs) {
+  // Overdue work is judged when a window is audited; a window audited before its work can be overdue never reports it.
+  rt.log.warn('a grace period is longer than RECONCILE_BEHIND_SEC: windows will not report overdue credits or payouts');
+}
 reconciler.start();
 
 const http = Fastify({ logger: false });

@@ -150,8 +150,16 @@ t.test('repair emits one compensation per repairable difference; after it the au
   t.same(new Set(ofKind(before, 'payout_unresolved').map((d) => d.repair)), new Set(['settle_payout', 'return_payout']));
   t.match(ofKind(before, 'token_never_credited'), [{ tokenId: pending.tokenId, userId: 'pd', orderNo: 'o-pd', repair: 'credit_token' }]);
 
-  const first = await repair({ pool: l.rt.pool, publisher: l.rt.publisher }, before.differences, before.runId);
-  t.same(first.emitted.map((e) => e.type).sort(), ['PayoutDuplicateFlagged', 'PayoutFailed', 'PayoutSettled', 'TokenCredited']);
+  // The command repairs, audits again and exits 0 when that second audit is clean.
+  const out = mkdtempSync(join(tmpdir(), 'repair-'));
+  const cli = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bin/reconcile.ts', '--repair', '--out', out, '--credit-grace', '0', '--payout-grace', '0'], {
+    env: { ...process.env, LEDGER_NAMESPACE: l.ns, PROVIDER_URL: l.provider!.url, PROVIDER_API_KEY: l.provider!.apiKey }, encoding: 'utf8',
+  }).then((r) => ({ status: 0, stdout: r.stdout }), (err) => ({ status: err.code as number, stdout: `${err.stdout}\n${err.stderr}` }));
+  t.equal(cli.status, 0, `exit 0 once repaired: ${cli.stdout.slice(-600)}`);
+  t.match(cli.stdout, /repair: 4 compensation event\(s\) emitted, 0 already in the ledger/);
+  for (const type of ['PayoutDuplicateFlagged', 'PayoutFailed', 'PayoutSettled', 'TokenCredited']) t.match(cli.stdout, new RegExp(`\\n  ${type} `));
+  t.match(cli.stdout, /after repair:[\s\S]*CLEAN/);
+  t.equal(readdirSync(out).filter((f) => f.endsWith('.csv')).length, 2, 'both audits are kept as files');
   const after = await audit(l);
   t.equal(after.clean, true, `clean after repair: ${JSON.stringify(after.differences.slice(0, 2))}`);
 
