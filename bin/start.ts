@@ -60,6 +60,8 @@ Try it:
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice/statement
   curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-withdrawal' -H 'content-type: application/json' -d '{"amount":50,"currency":"CNY"}' ${base}/v1/wallets/u-alice/withdrawals
   npm run invariants                 # the ledger's invariants, checked now
+  npm run reconcile                  # finance's replay audit: log vs projection vs provider (reports/ has the files)
+  curl http://${cfg.apiHost}:${cfg.reconcilerPort}/metrics   # the continuous reconciler: lag and differences
 
   Payment-provider simulator: http://127.0.0.1:${cfg.providerPort} (PUT /admin/config to cause outages)
 
