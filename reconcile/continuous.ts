@@ -61,8 +61,12 @@ export class ContinuousReconciler {
       return false;
     }
     // The lock lives as long as this session: if the process dies, another instance takes over.
-    client.on('error', () => {
+    client.on('error', (err) => {
+      // The session (and so the lock) is gone: let go of the connection and try to lead again next interval.
       this.leader = false;
+      this.lockClient = null;
+      client.release(err);
+      this.log.warn('lost the reconciliation lock', { err });
     });
     this.lockClient = client;
     this.leader = true;

@@ -73,12 +73,12 @@ export const drift = (message: string, fields: Partial<Difference>): Difference 
 export function boundsParams(ranges: readonly PartitionRange[]): [string[], number[], number[], number[]] {
   return [ranges.map((r) => r.topic), ranges.map((r) => r.partition), ranges.map((r) => r.start), ranges.map((r) => r.end)];
 }
-const BOUNDS = 'unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) as b(topic, partition, s, e)';
+export const BOUNDS = 'unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) as b(topic, partition, s, e)';
 
 export class ProjectionCheck {
   private readonly ends: Map<string, number>;
 
-  constructor(private readonly pool: pg.Pool, private readonly ranges: readonly PartitionRange[]) {
+  constructor(private readonly pool: pg.Pool, readonly ranges: readonly PartitionRange[]) {
     this.ends = new Map(ranges.map((r) => [positionKey(r.topic, r.partition), r.end]));
   }
 
@@ -246,16 +246,6 @@ export class ProjectionCheck {
       kind: 'ledger_imbalance' as const, currency: r.currency, expected: 0, actual: r.sum, events: [], repair: null,
       message: `the projection's postings in this range sum to ${r.sum} ${r.currency}, not zero`,
     }));
-  }
-
-  /** Per-currency sums of the postings of projected events after the range. */
-  async postingsAfterEnd(): Promise<Map<string, number>> {
-    const { rows } = await this.pool.query<{ currency: string; sum: number }>(
-      `select p.currency, sum(p.amount)::bigint as sum
-         from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
-         join postings p on p.event_id = e.event_id group by p.currency`, boundsParams(this.ranges),
-    );
-    return new Map(rows.map((r) => [r.currency, r.sum]));
   }
 
   /** The balance movement of accounts by events before the range (the opening state of a range audit). */

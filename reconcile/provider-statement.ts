@@ -1,16 +1,7 @@
 import type { ProviderPayment } from './payout-match.ts';
 
-interface RecordBody {
-  seq: number;
-  payoutId: string;
-  providerRef: string;
-  userId: string;
-  amount: number;
-  currency: string;
-  status: 'succeeded' | 'rejected';
-  reason: string | null;
-  createdAt: string;
-}
+/** A payment as the provider's API sends it: the same fields, with its time as ISO text. */
+type RecordBody = Omit<ProviderPayment, 'createdAt'> & { createdAt: string };
 
 const toPayment = (r: RecordBody): ProviderPayment => ({
   payoutId: r.payoutId, providerRef: r.providerRef, userId: r.userId, amount: r.amount, currency: r.currency,

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { MemoryLedger, Posting } from '../domain/ledger.ts';
 import type { Difference } from './differences.ts';
 import {
-  MOD, h48, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, postingRow, rowHash, tokenRow, tokenState,
+  BOUNDS, MOD, boundsParams, h48, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, postingRow, rowHash, tokenRow, tokenState,
   withdrawalRow, withdrawalState, type FoldedEvent, type ProjectionCheck,
 } from './projection-check.ts';
 
@@ -61,20 +61,48 @@ const DIGEST_SQL: Record<Table, string> = {
   balances: `select left(md5(account), 2) as b, count(*)::int as n, (coalesce(sum(${h48(`account || '|' || balance`)}), 0) % ${MOD})::text as s from account_balances group by 1`,
 };
 
+interface Snapshot {
+  digests: Record<Table, { b: string; n: number; s: string }[]>;
+  totals: { currency: string; sum: number }[];
+  /** Projected events after the range, and their postings (a live system's newer rows). */
+  later: { id: string; row: string | null; currency: string | null; amount: number | null }[];
+}
+
 export class WholeLogCheck {
   private readonly events = new Digest();
   private readonly postings = new Digest();
-  private readonly projected: Promise<Record<Table, { b: string; n: number; s: string }[]>>;
-  private readonly totals: Promise<{ currency: string; sum: number }[]>;
+  private readonly snapshot: Promise<Snapshot>;
 
-  /** Starts digesting the projection at once, so Postgres works while the log is read. */
+  /**
+   * Starts digesting the projection at once, so Postgres works while the log is read. One
+   * snapshot serves the digests and the rows after the range, so rows projected during the
+   * audit are either in both or in neither.
+   */
   constructor(private readonly pool: pg.Pool, private readonly check: ProjectionCheck) {
-    const tables = Object.keys(DIGEST_SQL) as Table[];
-    this.projected = Promise.all(tables.map((t) => pool.query(DIGEST_SQL[t]).then((r) => r.rows))).then((rows) => Object.fromEntries(tables.map((t, i) => [t, rows[i]])) as never);
-    this.totals = pool.query('select currency, sum(amount)::bigint as sum from postings group by currency').then((r) => r.rows);
-    // Failures surface when finish() awaits them.
-    this.projected.catch(() => {});
-    this.totals.catch(() => {});
+    this.snapshot = this.take();
+    this.snapshot.catch(() => {}); // surfaces when finish() awaits it
+  }
+
+  private async take(): Promise<Snapshot> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin isolation level repeatable read read only');
+      const digests: Partial<Snapshot['digests']> = {};
+      for (const t of Object.keys(DIGEST_SQL) as Table[]) digests[t] = (await client.query(DIGEST_SQL[t])).rows;
+      const totals = (await client.query('select currency, sum(amount)::bigint as sum from postings group by currency')).rows;
+      const later = (await client.query(
+        `select e.event_id::text as id, ${POSTING_ROW} as row, p.currency, p.amount
+           from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
+           left join postings p on p.event_id = e.event_id`, boundsParams(this.check.ranges),
+      )).rows;
+      await client.query('commit');
+      return { digests: digests as Snapshot['digests'], totals, later };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   /** The fold applied an event (its first occurrence), with these postings. */
@@ -89,8 +117,15 @@ export class WholeLogCheck {
    * whose ids fall in the given buckets.
    */
   async finish(mem: MemoryLedger, reread: (buckets: Set<number>) => Promise<FoldedEvent[]>): Promise<Difference[]> {
-    const projected = await this.projected;
+    const { digests: projected, totals, later } = await this.snapshot;
     const out: Difference[] = [];
+    // Events projected after the range are expected in the projection's digests: add them to ours.
+    const laterIds = new Set<string>();
+    for (const r of later) {
+      if (!laterIds.has(r.id)) this.events.add(idBucket(r.id), r.id);
+      laterIds.add(r.id);
+      if (r.row) this.postings.add(idBucket(r.id), r.row);
+    }
 
     const eventBuckets = new Set([...this.events.differing(projected.events), ...this.postings.differing(projected.postings)]);
     if (eventBuckets.size > 0) {
@@ -122,7 +157,7 @@ export class WholeLogCheck {
     const balanceBuckets = balances.differing(projected.balances);
     if (balanceBuckets.size > 0) out.push(...(await this.check.balances(mem.balances, (a) => balanceBuckets.has(accountBucket(a)))));
 
-    out.push(...(await this.imbalances()));
+    out.push(...imbalances(totals, later));
     return out;
   }
 
@@ -155,16 +190,17 @@ export class WholeLogCheck {
     }
     return out;
   }
+}
 
-  /** I1 over the whole projection: postings sum to zero per currency (less those of events after the range). */
-  private async imbalances(): Promise<Difference[]> {
-    const after = await this.check.postingsAfterEnd();
-    return (await this.totals)
-      .map((r) => ({ currency: r.currency, sum: r.sum - (after.get(r.currency) ?? 0) }))
-      .filter((r) => r.sum !== 0)
-      .map((r) => ({
-        kind: 'ledger_imbalance' as const, currency: r.currency, expected: 0, actual: r.sum, events: [], repair: null,
-        message: `the projection's postings sum to ${r.sum} ${r.currency}, not zero`,
-      }));
-  }
+/** I1 over the whole projection: postings sum to zero per currency (less those of events after the range). */
+function imbalances(totals: Snapshot['totals'], later: Snapshot['later']): Difference[] {
+  const after = new Map<string, number>();
+  for (const r of later) if (r.currency) after.set(r.currency, (after.get(r.currency) ?? 0) + r.amount!);
+  return totals
+    .map((r) => ({ currency: r.currency, sum: r.sum - (after.get(r.currency) ?? 0) }))
+    .filter((r) => r.sum !== 0)
+    .map((r) => ({
+      kind: 'ledger_imbalance' as const, currency: r.currency, expected: 0, actual: r.sum, events: [], repair: null,
+      message: `the projection's postings sum to ${r.sum} ${r.currency}, not zero`,
+    }));
 }

@@ -211,6 +211,13 @@ t.test('a time-range audit covers exactly its range', async (t) => {
   t.same(Object.keys(ranged.byKind), ['token_never_credited'], 'nothing else: the opening state made the withdrawal fold cleanly');
   t.match(ranged.range, { from: from.toISOString(), to: to.toISOString() });
 
+  // A whole-log audit that ends at `to`, while the projection already holds batch c: the
+  // newer rows are not differences.
+  const upTo = await audit(l, { to });
+  t.equal(upTo.events, 1 + 8 + 2, 'funding, the first two batches, a credit and a withdrawal');
+  t.same(Object.keys(upTo.byKind), ['token_never_credited'], `no drift from the newer rows: ${JSON.stringify(upTo.differences.filter((d) => d.kind !== 'token_never_credited').slice(0, 2))}`);
+  t.same(new Set(ofKind(upTo, 'token_never_credited').map((d) => d.tokenId)), new Set([...a.slice(1), ...b]));
+
   const whole = await audit(l);
   t.equal(whole.events, 1 + 12 + 2, 'the whole log: funding, 12 grants, a credit and a withdrawal');
   t.same(new Set(ofKind(whole, 'token_never_credited').map((d) => d.tokenId)), new Set([...a.slice(1), ...b, ...c]));
