@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Kafka } from 'kafkajs';
-import { MemoryLedger, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import { MemoryLedger, negativeBalances, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import type { Currency } from '../domain/money.ts';
 import { parseAccount } from '../domain/accounts.ts';
 import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
@@ -246,9 +247,9 @@ async function overIssues(mem: MemoryLedger, rangeCheck: ProjectionCheck | null)
   const budgets = [...mem.balances.keys()].filter((a) => parseAccount(a).kind === 'activity');
   const opening = rangeCheck ? await rangeCheck.sumsBefore(budgets) : new Map<string, number>();
   const out: Difference[] = [];
-  for (const acct of budgets) {
-    const balance = (opening.get(acct) ?? 0) + mem.balance(acct);
-    if (balance >= 0) continue;
+  // I2, the ledger's own rule for which accounts may not go negative.
+  const closing = budgets.map((acct): [string, Currency, number] => [acct, mem.balances.get(acct)!.currency, (opening.get(acct) ?? 0) + mem.balance(acct)]);
+  for (const { account: acct, balance } of negativeBalances(closing)) {
     const activityId = parseAccount(acct).ownerId!;
     // Name the latest grants that together make up the excess (on equal times, the later in the log).
     const grants = [...mem.tokens.values()].reverse().filter((t) => t.activityId === activityId).sort((a, b) => b.issuedAt - a.issuedAt);
