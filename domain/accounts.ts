@@ -5,6 +5,11 @@
  *   company:cost ──fund──▶ activity:<id>:budget ──grant──▶ user:<id>:pending
  *        ──credit──▶ user:<id>:available ──withdraw──▶ user:<id>:withdrawing ──settle──▶ external:payout
  *
+ * A group red packet holds its total in escrow until it is grabbed or refunded (domain/packets.ts):
+ *
+ *   user:<sender>:available ──create──▶ packet:<id>:escrow ──grab──▶ user:<grabber>:pending
+ *   packet:<id>:escrow ──refund at expiry──▶ user:<sender>:available
+ *
  * company:cost is where the company's spending comes from. company:payout-recovery holds what
  * the provider paid by mistake (a duplicate payout) until finance recovers it:
  *
@@ -20,6 +25,7 @@ export const account = {
   activityBudget: (activityId: string): string => `activity:${activityId}:budget`,
   user: (userId: string, bucket: UserBucket): string => `user:${userId}:${bucket}`,
   externalPayout: (): string => 'external:payout',
+  packetEscrow: (packetId: string): string => `packet:${packetId}:escrow`,
 };
 
 /** Accounts that may be negative. Everything else below zero is an invariant violation. */
@@ -28,7 +34,7 @@ export function mayGoNegative(accountId: string): boolean {
 }
 
 export interface ParsedAccount {
-  kind: 'company' | 'activity' | 'user' | 'external';
+  kind: 'company' | 'activity' | 'user' | 'external' | 'packet';
   ownerId: string | null;
   bucket: string;
 }
@@ -37,7 +43,7 @@ export function parseAccount(accountId: string): ParsedAccount {
   const parts = accountId.split(':');
   const kind = parts[0];
   if (kind === 'company' || kind === 'external') return { kind, ownerId: null, bucket: parts.slice(1).join(':') };
-  if ((kind === 'activity' || kind === 'user') && parts.length >= 3) {
+  if ((kind === 'activity' || kind === 'user' || kind === 'packet') && parts.length >= 3) {
     return { kind, ownerId: parts.slice(1, -1).join(':'), bucket: parts[parts.length - 1]! };
   }
   throw new Error(`not an account id: ${accountId}`);

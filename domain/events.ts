@@ -112,6 +112,60 @@ export interface PayoutDuplicateFlagged extends Envelope {
   flaggedBy: string;
 }
 
+/**
+ * A sender created a group red packet: user:S:available → packet:P:escrow. The split is drawn
+ * here and carried in the event. Key: (senderId, idempotencyKey) → packetId = eventId.
+ * Packet events are keyed by packetId and routed to the sender's wallet partition, so the
+ * sender's debit and refund stay in order with the sender's other wallet events.
+ */
+export interface PacketCreated extends Envelope {
+  packetId: string;
+  senderId: string;
+  amount: number;
+  currency: Currency;
+  count: number;
+  shares: number[];
+  greeting: string;
+  /** Epoch milliseconds; unclaimed money is refunded from then on. */
+  expiresAt: number;
+  /** Audit: the user token's subject and the caller's address and request. */
+  requestedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
+/**
+ * A user grabbed share `seq` of a packet: packet:P:escrow → user:G:pending. Written at once
+ * by the grab; the credit follows asynchronously. Key: (packetId, userId).
+ */
+export interface PacketClaimed extends Envelope {
+  packetId: string;
+  senderId: string;
+  userId: string;
+  seq: number;
+  amount: number;
+  currency: Currency;
+}
+
+/**
+ * The grabber's share was credited: user:G:pending → user:G:available. On the grabber's wallet
+ * partition (keyed by userId), like TokenCredited. Key: (packetId, userId).
+ */
+export interface PacketShareCredited extends Envelope {
+  packetId: string;
+  userId: string;
+  amount: number;
+  currency: Currency;
+}
+
+/** At expiry, the unclaimed rest went back: packet:P:escrow → user:S:available. Key: packetId. */
+export interface PacketRefunded extends Envelope {
+  packetId: string;
+  senderId: string;
+  amount: number;
+  currency: Currency;
+}
+
 export interface EventMap {
   BudgetFunded: BudgetFunded;
   TokenIssued: TokenIssued;
@@ -121,10 +175,14 @@ export interface EventMap {
   PayoutFailed: PayoutFailed;
   PayoutAttemptFailed: PayoutAttemptFailed;
   PayoutDuplicateFlagged: PayoutDuplicateFlagged;
+  PacketCreated: PacketCreated;
+  PacketClaimed: PacketClaimed;
+  PacketShareCredited: PacketShareCredited;
+  PacketRefunded: PacketRefunded;
 }
 export type EventType = keyof EventMap;
 export type LedgerEvent = { [K in EventType]: { type: K; data: EventMap[K] } }[EventType];
 export const EVENT_TYPES: readonly EventType[] = [
   'BudgetFunded', 'TokenIssued', 'TokenCredited', 'WithdrawalRequested', 'PayoutSettled', 'PayoutFailed', 'PayoutAttemptFailed',
-  'PayoutDuplicateFlagged',
+  'PayoutDuplicateFlagged', 'PacketCreated', 'PacketClaimed', 'PacketShareCredited', 'PacketRefunded',
 ];

@@ -1,8 +1,11 @@
 import { account, mayGoNegative } from './accounts.ts';
-import type { Currency } from './money.ts';
-import type { LedgerEvent } from './events.ts';
+import { coversDebit, type Currency } from './money.ts';
+import type { EventMap, LedgerEvent } from './events.ts';
 import { checkWithdrawal, duplicateFlagEventIdFor, type WithdrawalRecord } from './withdrawals.ts';
 import { fundingEventIdFor, tokenIdFor } from './grants.ts';
+import {
+  claimEventIdFor, invalidSplit, refundEventIdFor, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
+} from './packets.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -19,6 +22,9 @@ import { fundingEventIdFor, tokenIdFor } from './grants.ts';
  *      of a funding, grant, withdrawal or duplicate-payout flag under another id moves nothing.
  *  I6. Money reaches external:payout only for a payout the provider made: once per settled
  *      withdrawal, plus once per extra provider payment reconciliation flagged.
+ *  I7. A red packet pays out at most its split: each share once, to one user each (the claim's
+ *      id is derived from packet and user), never after the packet closed or expired, and the
+ *      refund is exactly what no claim took. Escrow therefore never goes below zero.
  */
 export interface Posting {
   account: string;
@@ -47,6 +53,8 @@ export interface LedgerView {
   token(tokenId: string): TokenRecord | undefined;
   withdrawal(withdrawalId: string): WithdrawalRecord | undefined;
   balance(account: string): number;
+  packet(packetId: string): PacketRecord | undefined;
+  packetClaim(packetId: string, seq: number): PacketClaimRecord | undefined;
 }
 
 export type Anomaly =
@@ -58,7 +66,10 @@ export type Anomaly =
   | { kind: 'payout_without_withdrawal'; withdrawalId: string; eventId: string }
   | { kind: 'payout_resolved_twice'; withdrawalId: string; eventId: string; status: string }
   | { kind: 'payout_amount_mismatch'; withdrawalId: string; eventId: string; expected: number; actual: number }
-  | { kind: 'duplicate_flag_refused'; withdrawalId: string; eventId: string; providerRef: string; status: string };
+  | { kind: 'duplicate_flag_refused'; withdrawalId: string; eventId: string; providerRef: string; status: string }
+  | { kind: 'packet_refused'; packetId: string; eventId: string; reason: string }
+  | { kind: 'claim_refused'; packetId: string; eventId: string; userId: string; seq: number; reason: string }
+  | { kind: 'refund_refused'; packetId: string; eventId: string; reason: string };
 
 export interface Effects {
   postings: Posting[];
@@ -66,10 +77,14 @@ export interface Effects {
   tokens: TokenRecord[];
   /** Withdrawal records to create or replace. */
   withdrawals: WithdrawalRecord[];
+  /** Packet records to create or replace; claims and credits to create. */
+  packets: PacketRecord[];
+  packetClaims: PacketClaimRecord[];
+  packetCredits: PacketCreditRecord[];
   anomalies: Anomaly[];
 }
 
-const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], anomalies: [] });
+const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], packets: [], packetClaims: [], packetCredits: [], anomalies: [] });
 
 function transfer(from: string, to: string, amount: number, currency: Currency): Posting[] {
   return [
@@ -82,7 +97,15 @@ function transfer(from: string, to: string, amount: number, currency: Currency):
  * What effectsOf reads from the view for an event. Whoever feeds the fold from storage (the
  * projector, a range audit) loads exactly this before applying the event.
  */
-export function stateReadBy(event: LedgerEvent): { token?: string; withdrawal?: string; balance?: string } {
+export interface StateRead {
+  token?: string;
+  withdrawal?: string;
+  balance?: string;
+  packet?: string;
+  packetClaim?: { packetId: string; seq: number };
+}
+
+export function stateReadBy(event: LedgerEvent): StateRead {
   switch (event.type) {
     case 'TokenCredited':
       return { token: event.data.tokenId };
@@ -92,6 +115,12 @@ export function stateReadBy(event: LedgerEvent): { token?: string; withdrawal?: 
       return { withdrawal: event.data.withdrawalId };
     case 'WithdrawalRequested':
       return { balance: account.user(event.data.userId, 'available') };
+    case 'PacketCreated':
+      return { balance: account.user(event.data.senderId, 'available') };
+    case 'PacketClaimed':
+      return { packet: event.data.packetId, packetClaim: { packetId: event.data.packetId, seq: event.data.seq } };
+    case 'PacketRefunded':
+      return { packet: event.data.packetId };
     default:
       return {};
   }
@@ -109,6 +138,15 @@ function derivedIdOf(event: LedgerEvent): string | null {
       return event.data.withdrawalId;
     case 'PayoutDuplicateFlagged':
       return duplicateFlagEventIdFor(event.data.withdrawalId, event.data.providerRef);
+    case 'PacketCreated':
+      // As for withdrawals, the idempotency key is not in the event: the packet id is the key.
+      return event.data.packetId;
+    case 'PacketClaimed':
+      return claimEventIdFor(event.data.packetId, event.data.userId);
+    case 'PacketShareCredited':
+      return shareCreditEventIdFor(event.data.packetId, event.data.userId);
+    case 'PacketRefunded':
+      return refundEventIdFor(event.data.packetId);
     default:
       return null;
   }
@@ -205,7 +243,81 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
     case 'PayoutAttemptFailed':
       // A retry request on the payouts topic: it moves no money.
       return none();
+    case 'PacketCreated':
+      return packetCreated(event.data, view);
+    case 'PacketClaimed':
+      return packetClaimed(event.data, view);
+    case 'PacketShareCredited': {
+      // On the grabber's partition, so it cannot read the claim (on the sender's): its id makes
+      // it once per (packet, grabber), and reconciliation matches it with the claim.
+      const e = event.data;
+      return {
+        ...none(),
+        postings: transfer(account.user(e.userId, 'pending'), account.user(e.userId, 'available'), e.amount, e.currency),
+        packetCredits: [{ packetId: e.packetId, userId: e.userId, amount: e.amount, currency: e.currency, creditedAt: e.occurredAt }],
+      };
+    }
+    case 'PacketRefunded':
+      return packetRefunded(event.data, view);
   }
+}
+
+function packetCreated(e: EventMap['PacketCreated'], view: LedgerView): Effects {
+  const record: PacketRecord = {
+    packetId: e.packetId, senderId: e.senderId, amount: e.amount, currency: e.currency, count: e.count, shares: [...e.shares],
+    greeting: e.greeting, createdAt: e.occurredAt, expiresAt: e.expiresAt, status: 'open', claimedCount: 0, claimedAmount: 0,
+    refundedAmount: 0, closedAt: null,
+  };
+  const available = view.balance(account.user(e.senderId, 'available'));
+  const reason = invalidSplit(e.amount, e.count, e.shares)
+    ?? (e.expiresAt <= e.occurredAt ? 'the packet expires before it is created' : null)
+    ?? (coversDebit(available, e.amount) ? null : `the sender's available balance ${available} does not cover ${e.amount}`);
+  if (reason) {
+    return {
+      ...none(),
+      packets: [{ ...record, status: 'rejected', closedAt: e.occurredAt }],
+      anomalies: [{ kind: 'packet_refused', packetId: e.packetId, eventId: e.eventId, reason }],
+    };
+  }
+  return { ...none(), postings: transfer(account.user(e.senderId, 'available'), account.packetEscrow(e.packetId), e.amount, e.currency), packets: [record] };
+}
+
+function packetClaimed(e: EventMap['PacketClaimed'], view: LedgerView): Effects {
+  const p = view.packet(e.packetId);
+  const reason = !p ? 'no such packet'
+    : p.status !== 'open' ? `the packet is ${p.status}`
+    : e.occurredAt >= p.expiresAt ? 'the packet had expired'
+    : p.senderId !== e.senderId ? `the packet was sent by ${p.senderId}, not ${e.senderId}`
+    : e.seq >= p.count || p.shares[e.seq] !== e.amount || p.currency !== e.currency ? `share ${e.seq} is not ${e.amount} ${e.currency}`
+    : view.packetClaim(e.packetId, e.seq) ? `share ${e.seq} was already claimed`
+    : null;
+  if (reason || !p) {
+    return { ...none(), anomalies: [{ kind: 'claim_refused', packetId: e.packetId, eventId: e.eventId, userId: e.userId, seq: e.seq, reason: reason! }] };
+  }
+  const claimedCount = p.claimedCount + 1;
+  const finished = claimedCount === p.count;
+  return {
+    ...none(),
+    postings: transfer(account.packetEscrow(p.packetId), account.user(e.userId, 'pending'), e.amount, e.currency),
+    packets: [{ ...p, claimedCount, claimedAmount: p.claimedAmount + e.amount, status: finished ? 'finished' : 'open', closedAt: finished ? e.occurredAt : null }],
+    packetClaims: [{ packetId: p.packetId, seq: e.seq, userId: e.userId, amount: e.amount, currency: e.currency, claimedAt: e.occurredAt }],
+  };
+}
+
+function packetRefunded(e: EventMap['PacketRefunded'], view: LedgerView): Effects {
+  const p = view.packet(e.packetId);
+  const rest = p ? p.amount - p.claimedAmount : 0;
+  const reason = !p ? 'no such packet'
+    : p.status !== 'open' ? `the packet is ${p.status}`
+    : e.occurredAt < p.expiresAt ? 'the packet has not expired'
+    : e.amount !== rest || e.currency !== p.currency || e.senderId !== p.senderId ? `the unclaimed rest is ${rest} ${p.currency} to ${p.senderId}, not ${e.amount} ${e.currency} to ${e.senderId}`
+    : null;
+  if (reason || !p) return { ...none(), anomalies: [{ kind: 'refund_refused', packetId: e.packetId, eventId: e.eventId, reason: reason! }] };
+  return {
+    ...none(),
+    postings: transfer(account.packetEscrow(p.packetId), account.user(p.senderId, 'available'), rest, p.currency),
+    packets: [{ ...p, status: 'refunded', refundedAmount: rest, closedAt: e.occurredAt }],
+  };
 }
 
 /** I1: postings of one movement sum to zero in every currency. */
@@ -240,6 +352,10 @@ export class MemoryLedger implements LedgerView {
   readonly balances = new Map<string, { currency: Currency; balance: number }>();
   readonly tokens = new Map<string, TokenRecord>();
   readonly withdrawals = new Map<string, WithdrawalRecord>();
+  readonly packets = new Map<string, PacketRecord>();
+  /** Claims by `${packetId}/${seq}`, credits by `${packetId}/${userId}`. */
+  readonly packetClaims = new Map<string, PacketClaimRecord>();
+  readonly packetCredits = new Map<string, PacketCreditRecord>();
   readonly applied = new Set<string>();
   readonly anomalies: Anomaly[] = [];
 
@@ -249,6 +365,14 @@ export class MemoryLedger implements LedgerView {
 
   withdrawal(withdrawalId: string): WithdrawalRecord | undefined {
     return this.withdrawals.get(withdrawalId);
+  }
+
+  packet(packetId: string): PacketRecord | undefined {
+    return this.packets.get(packetId);
+  }
+
+  packetClaim(packetId: string, seq: number): PacketClaimRecord | undefined {
+    return this.packetClaims.get(`${packetId}/${seq}`);
   }
 
   /** Applies an event once and returns its effects; a repeated eventId changes nothing and returns null. */
@@ -263,6 +387,9 @@ export class MemoryLedger implements LedgerView {
     }
     for (const t of fx.tokens) this.tokens.set(t.tokenId, t);
     for (const w of fx.withdrawals) this.withdrawals.set(w.withdrawalId, w);
+    for (const p of fx.packets) this.packets.set(p.packetId, p);
+    for (const c of fx.packetClaims) this.packetClaims.set(`${c.packetId}/${c.seq}`, c);
+    for (const c of fx.packetCredits) this.packetCredits.set(`${c.packetId}/${c.userId}`, c);
     this.anomalies.push(...fx.anomalies);
     return fx;
   }
@@ -278,6 +405,15 @@ export class MemoryLedger implements LedgerView {
 
   seedWithdrawal(withdrawal: WithdrawalRecord): void {
     if (!this.withdrawals.has(withdrawal.withdrawalId)) this.withdrawals.set(withdrawal.withdrawalId, withdrawal);
+  }
+
+  seedPacket(packet: PacketRecord): void {
+    if (!this.packets.has(packet.packetId)) this.packets.set(packet.packetId, packet);
+  }
+
+  seedPacketClaim(claim: PacketClaimRecord): void {
+    const key = `${claim.packetId}/${claim.seq}`;
+    if (!this.packetClaims.has(key)) this.packetClaims.set(key, claim);
   }
 
   /** An opening balance; must be seeded before any event touches the account. */

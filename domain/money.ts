@@ -21,3 +21,8 @@ export function assertPositiveMinorUnits(amount: number, what: string): void {
     throw new RangeError(`${what} must be a positive integer number of minor units, got ${amount}`);
   }
 }
+
+/** The one funds rule: a debit from an available balance must be covered by it. */
+export function coversDebit(available: number, amount: number): boolean {
+  return amount <= available;
+}

@@ -19,6 +19,14 @@ export function invalidEvent(event: LedgerEvent): string | null {
   if ('tokenId' in e && !UUID.test(e.tokenId)) return 'tokenId is not a UUID';
   if ('withdrawalId' in e && !UUID.test(e.withdrawalId)) return 'withdrawalId is not a UUID';
   if ('userId' in e && e.userId === '') return 'userId is empty';
+  if ('packetId' in e && !UUID.test(e.packetId)) return 'packetId is not a UUID';
+  if ('senderId' in e && e.senderId === '') return 'senderId is empty';
+  if (event.type === 'PacketCreated') {
+    const p = event.data;
+    if (!Number.isSafeInteger(p.count) || p.count < 1) return 'count must be 1 or more';
+    if (!Number.isSafeInteger(p.expiresAt)) return 'expiresAt is not an integer time';
+  }
+  if (event.type === 'PacketClaimed' && !(Number.isSafeInteger(event.data.seq) && event.data.seq >= 0)) return 'seq must be 0 or more';
   if (event.type === 'PayoutAttemptFailed' && !(Number.isSafeInteger(event.data.attempt) && event.data.attempt >= 1)) return 'attempt must be 1 or more';
   return null;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { deterministicId } from './ids.ts';
-import { isPositiveMinorUnits, type Currency } from './money.ts';
+import { coversDebit, isPositiveMinorUnits, type Currency } from './money.ts';
 
 /**
  * The withdrawal rules. The API decides with them before it accepts a withdrawal, and the
@@ -46,7 +46,7 @@ export function checkWithdrawal(amount: number, currency: string, available: num
   if (terms.maxSingleWithdrawal !== undefined && amount > terms.maxSingleWithdrawal) {
     return { code: 'AMOUNT_OVER_CAP', message: `amount ${amount} exceeds the single-withdrawal cap of ${terms.maxSingleWithdrawal} fen` };
   }
-  if (amount > available) return { code: 'INSUFFICIENT_FUNDS', message: `the available balance is ${available} fen, less than the ${amount} requested` };
+  if (!coversDebit(available, amount)) return { code: 'INSUFFICIENT_FUNDS', message: `the available balance is ${available} fen, less than the ${amount} requested` };
   return null;
 }
 

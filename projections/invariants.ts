@@ -7,7 +7,9 @@ import { account, mayGoNegative, parseAccount } from '../domain/accounts.ts';
  *  - every balance equals the sum of its account's postings (no drift);
  *  - no account but company:cost is below zero;
  *  - every settled payout has exactly one posting to external:payout behind it, and no
- *    posting reaches external:payout without a settled payout or a flagged duplicate (I6).
+ *    posting reaches external:payout without a settled payout or a flagged duplicate (I6);
+ *  - every red packet's escrow holds its total less what was claimed and refunded, and
+ *    every share credited was claimed, with the same amount (I7).
  *
  * One subtlety: funding is projected from the budget topic and grants from the wallet
  * topic, independently. A grant can therefore be projected a moment before the funding it
@@ -21,7 +23,9 @@ export type Violation =
   | { kind: 'balance_drift'; account: string; balance: number; postings: number }
   | { kind: 'negative_balance'; account: string; balance: number }
   | { kind: 'payout_postings'; withdrawalId: string; postings: number }
-  | { kind: 'payout_posting_without_payout'; eventId: string; amount: number };
+  | { kind: 'payout_posting_without_payout'; eventId: string; amount: number }
+  | { kind: 'packet_escrow_mismatch'; packetId: string; escrow: number; expected: number }
+  | { kind: 'packet_credit_without_claim'; packetId: string; userId: string; credited: number; claimed: number | null };
 
 export interface InvariantReport {
   ok: boolean;
@@ -72,9 +76,24 @@ async function snapshot(pool: pg.Pool) {
         limit 100`,
       [account.externalPayout()],
     );
+    const escrows = await client.query<{ packet_id: string; escrow: number; expected: number }>(
+      `select p.packet_id, coalesce(b.balance, 0) as escrow,
+              case when p.status = 'rejected' then 0 else p.amount - p.claimed_amount - p.refunded_amount end as expected
+         from packets p left join account_balances b on b.account = 'packet:' || p.packet_id || ':escrow'
+        where coalesce(b.balance, 0) <> case when p.status = 'rejected' then 0 else p.amount - p.claimed_amount - p.refunded_amount end
+        limit 100`,
+    );
+    const credits = await client.query<{ packet_id: string; user_id: string; credited: number; claimed: number | null }>(
+      `select k.packet_id, k.user_id, k.amount as credited, c.amount as claimed
+         from packet_credits k left join packet_claims c on c.packet_id = k.packet_id and c.user_id = k.user_id
+        where c.amount is distinct from k.amount limit 100`,
+    );
     const accounts = await client.query<{ n: number }>('select count(*)::bigint as n from account_balances');
     await client.query('commit');
-    return { totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows, accounts: accounts.rows[0]!.n };
+    return {
+      totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows,
+      escrows: escrows.rows, credits: credits.rows, accounts: accounts.rows[0]!.n,
+    };
   } finally {
     client.release();
   }
@@ -97,6 +116,8 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
       ...negatives.map((n) => ({ kind: 'negative_balance' as const, account: n.account, balance: n.balance })),
       ...s.payouts.filter((p) => p.n !== 1).map((p) => ({ kind: 'payout_postings' as const, withdrawalId: p.withdrawal_id, postings: p.n })),
       ...s.orphans.map((o) => ({ kind: 'payout_posting_without_payout' as const, eventId: o.event_id, amount: o.amount })),
+      ...s.escrows.map((e) => ({ kind: 'packet_escrow_mismatch' as const, packetId: e.packet_id, escrow: e.escrow, expected: e.expected })),
+      ...s.credits.map((c) => ({ kind: 'packet_credit_without_claim' as const, packetId: c.packet_id, userId: c.user_id, credited: c.credited, claimed: c.claimed })),
     ];
     return {
       ok: violations.length === 0,

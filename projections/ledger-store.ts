@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { assertBalanced, effectsOf, stateReadBy, type Anomaly, type LedgerView, type Posting, type TokenRecord } from '../domain/ledger.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
+import type { PacketClaimRecord, PacketCreditRecord, PacketRecord } from '../domain/packets.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -87,6 +88,22 @@ export const TOKEN_COLUMNS = `t.token_id, t.user_id, t.activity_id, t.scene_id, 
 export const WITHDRAWAL_COLUMNS = `w.withdrawal_id, w.user_id, w.amount, w.currency, w.status, w.reason, w.provider_ref, w.resolved_event_id,
   ${ms('w.requested_at')} as requested_ms, ${ms('w.resolved_at')} as resolved_ms`;
 
+export const PACKET_COLUMNS = `p.packet_id, p.sender_id, p.amount, p.currency, p.share_count, p.shares, p.greeting, p.status,
+  p.claimed_count, p.claimed_amount, p.refunded_amount, ${ms('p.created_at')} as created_ms, ${ms('p.expires_at')} as expires_ms, ${ms('p.closed_at')} as closed_ms`;
+export const CLAIM_COLUMNS = `c.packet_id, c.seq, c.user_id, c.amount, c.currency, ${ms('c.claimed_at')} as claimed_ms`;
+
+export function packetFromRow(r: Record<string, any>): PacketRecord {
+  return {
+    packetId: r.packet_id, senderId: r.sender_id, amount: r.amount, currency: r.currency, count: r.share_count,
+    shares: (r.shares as (string | number)[]).map(Number), greeting: r.greeting, createdAt: r.created_ms, expiresAt: r.expires_ms,
+    status: r.status, claimedCount: r.claimed_count, claimedAmount: r.claimed_amount, refundedAmount: r.refunded_amount, closedAt: r.closed_ms,
+  };
+}
+
+export function claimFromRow(r: Record<string, any>): PacketClaimRecord {
+  return { packetId: r.packet_id, seq: r.seq, userId: r.user_id, amount: r.amount, currency: r.currency, claimedAt: r.claimed_ms };
+}
+
 export function tokenFromRow(r: Record<string, any>): TokenRecord {
   return {
     tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
@@ -106,37 +123,54 @@ async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
   const tokenIds = new Set<string>();
   const withdrawalIds = new Set<string>();
   const accounts = new Set<string>();
+  const packetIds = new Set<string>();
+  const claimKeys: { packetId: string; seq: number }[] = [];
   for (const e of events) {
     const reads = stateReadBy(e);
     if (reads.token) tokenIds.add(reads.token);
     if (reads.withdrawal) withdrawalIds.add(reads.withdrawal);
     if (reads.balance) accounts.add(reads.balance);
+    if (reads.packet) packetIds.add(reads.packet);
+    if (reads.packetClaim) claimKeys.push(reads.packetClaim);
   }
   const tokens = new Map<string, TokenRecord>();
   const withdrawals = new Map<string, WithdrawalRecord>();
   const stored = new Map<string, number>();
-  const [tk, wd, bal] = await Promise.all([
+  const packets = new Map<string, PacketRecord>();
+  const claims = new Map<string, PacketClaimRecord>();
+  const [tk, wd, bal, pk, cl] = await Promise.all([
     tokenIds.size === 0 ? null : client.query(`select ${TOKEN_COLUMNS} from tokens t where t.token_id = any($1::uuid[])`, [[...tokenIds]]),
     withdrawalIds.size === 0 ? null : client.query(`select ${WITHDRAWAL_COLUMNS} from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [[...withdrawalIds]]),
     accounts.size === 0 ? null : client.query<{ account: string; balance: number }>(
       'select account, balance from account_balances where account = any($1)', [[...accounts]]),
+    packetIds.size === 0 ? null : client.query(`select ${PACKET_COLUMNS} from packets p where p.packet_id = any($1::uuid[])`, [[...packetIds]]),
+    claimKeys.length === 0 ? null : client.query(
+      `select ${CLAIM_COLUMNS} from unnest($1::uuid[], $2::int[]) as q(packet_id, seq) join packet_claims c using (packet_id, seq)`,
+      [claimKeys.map((k) => k.packetId), claimKeys.map((k) => k.seq)]),
   ]);
   for (const r of tk?.rows ?? []) tokens.set(r.token_id, tokenFromRow(r));
   for (const r of wd?.rows ?? []) withdrawals.set(r.withdrawal_id, withdrawalFromRow(r));
   for (const r of bal?.rows ?? []) stored.set(r.account, r.balance);
-  return { tokens, withdrawals, stored };
+  for (const r of pk?.rows ?? []) packets.set(r.packet_id, packetFromRow(r));
+  for (const r of cl?.rows ?? []) claims.set(`${r.packet_id}/${r.seq}`, claimFromRow(r));
+  return { tokens, withdrawals, stored, packets, claims };
 }
 
 /** Folds new events with the domain rules and writes what they changed. */
 async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[]): Promise<void> {
-  const { tokens: knownTokens, withdrawals: knownWithdrawals, stored } = await loadView(client, batch.map((b) => b.event));
+  const { tokens: knownTokens, withdrawals: knownWithdrawals, stored, packets: knownPackets, claims: knownClaims } = await loadView(client, batch.map((b) => b.event));
   const balances = new Map<string, { currency: Currency; delta: number }>();
   // The fold sees the state before each event: stored rows overlaid by this batch's changes so far.
   const view: LedgerView = {
     token: (id) => knownTokens.get(id),
     withdrawal: (id) => knownWithdrawals.get(id),
     balance: (acct) => (stored.get(acct) ?? 0) + (balances.get(acct)?.delta ?? 0),
+    packet: (id) => knownPackets.get(id),
+    packetClaim: (id, seq) => knownClaims.get(`${id}/${seq}`),
   };
+  const touchedPackets = new Set<string>();
+  const newClaims: PacketClaimRecord[] = [];
+  const newCredits: PacketCreditRecord[] = [];
 
   const postings: (Posting & { eventId: string; leg: number; at: number })[] = [];
   const anomalies: (Anomaly & { eventId: string })[] = [];
@@ -163,6 +197,15 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
       knownWithdrawals.set(w.withdrawalId, w);
       touchedWithdrawals.add(w.withdrawalId);
     }
+    for (const p of fx.packets) {
+      knownPackets.set(p.packetId, p);
+      touchedPackets.add(p.packetId);
+    }
+    for (const c of fx.packetClaims) {
+      knownClaims.set(`${c.packetId}/${c.seq}`, c);
+      newClaims.push(c);
+    }
+    newCredits.push(...fx.packetCredits);
     anomalies.push(...fx.anomalies);
   }
   const tokens = [...touchedTokens].map((id) => knownTokens.get(id)!);
@@ -202,6 +245,7 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
       ],
     );
   }
+  await writePackets(client, [...touchedPackets].map((id) => knownPackets.get(id)!), newClaims, newCredits);
   if (anomalies.length > 0) {
     await client.query(
       `insert into ledger_anomalies(event_id, kind, detail)
@@ -219,6 +263,42 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
        select * from unnest($1::text[], $2::text[], $3::bigint[])
        on conflict (account) do update set balance = account_balances.balance + excluded.balance, updated_at = now()`,
       [sorted.map(([a]) => a), sorted.map(([, b]) => b.currency), sorted.map(([, b]) => b.delta)],
+    );
+  }
+}
+
+async function writePackets(client: pg.PoolClient, packets: PacketRecord[], claims: PacketClaimRecord[], credits: PacketCreditRecord[]): Promise<void> {
+  if (packets.length > 0) {
+    await client.query(
+      `insert into packets(packet_id, sender_id, amount, currency, share_count, shares, greeting, created_at, expires_at, status,
+                           claimed_count, claimed_amount, refunded_amount, closed_at)
+       select q.packet_id, q.sender_id, q.amount, q.currency, q.share_count, array(select a.x::bigint from jsonb_array_elements_text(q.shares) with ordinality as a(x, i) order by a.i),
+              q.greeting, q.created_at, q.expires_at, q.status, q.claimed_count, q.claimed_amount, q.refunded_amount, q.closed_at
+         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                     $10::text[], $11::int[], $12::bigint[], $13::bigint[], $14::timestamptz[])
+           as q(packet_id, sender_id, amount, currency, share_count, shares, greeting, created_at, expires_at, status, claimed_count, claimed_amount, refunded_amount, closed_at)
+       on conflict (packet_id) do update set status = excluded.status, claimed_count = excluded.claimed_count, claimed_amount = excluded.claimed_amount,
+                                             refunded_amount = excluded.refunded_amount, closed_at = excluded.closed_at`,
+      [
+        packets.map((p) => p.packetId), packets.map((p) => p.senderId), packets.map((p) => p.amount), packets.map((p) => p.currency),
+        packets.map((p) => p.count), packets.map((p) => JSON.stringify(p.shares)), packets.map((p) => p.greeting), packets.map((p) => iso(p.createdAt)),
+        packets.map((p) => iso(p.expiresAt)), packets.map((p) => p.status), packets.map((p) => p.claimedCount), packets.map((p) => p.claimedAmount),
+        packets.map((p) => p.refundedAmount), packets.map((p) => (p.closedAt === null ? null : iso(p.closedAt))),
+      ],
+    );
+  }
+  if (claims.length > 0) {
+    await client.query(
+      `insert into packet_claims(packet_id, seq, user_id, amount, currency, claimed_at)
+       select * from unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])`,
+      [claims.map((c) => c.packetId), claims.map((c) => c.seq), claims.map((c) => c.userId), claims.map((c) => c.amount), claims.map((c) => c.currency), claims.map((c) => iso(c.claimedAt))],
+    );
+  }
+  if (credits.length > 0) {
+    await client.query(
+      `insert into packet_credits(packet_id, user_id, amount, currency, credited_at)
+       select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[])`,
+      [credits.map((c) => c.packetId), credits.map((c) => c.userId), credits.map((c) => c.amount), credits.map((c) => c.currency), credits.map((c) => iso(c.creditedAt))],
     );
   }
 }

@@ -5,12 +5,14 @@ import { loadConfig } from '../infra/config.ts';
 import { testNamespace } from './helpers/ledger.ts';
 import { issued, creditFor } from './helpers/events.ts';
 import { fundingEventIdFor } from '../domain/grants.ts';
+import { claimEventIdFor, packetIdFor, refundEventIdFor, shareCreditEventIdFor } from '../domain/packets.ts';
 import { attemptFailedEventIdFor, duplicateFlagEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
 
 const cfg = loadConfig();
 const topic = `${testNamespace()}.wallet.v1`;
 const tok = issued('a1', 'u1', 'o1', 88, 1_790_000_000_123);
 const W = '0d9a1c2e-3b4f-8a5d-9e6f-7a8b9c0d1e2f';
+const P = packetIdFor('u1', 'k1');
 const samples = {
   BudgetFunded: { eventId: fundingEventIdFor('a1', 'f1'), occurredAt: 1_790_000_000_000, activityId: 'a1', traceId: 't', fundingId: 'f1', amount: 1_000_000, currency: 'CNY', fundedBy: 'ops' },
   TokenIssued: tok,
@@ -20,6 +22,10 @@ const samples = {
   PayoutFailed: { eventId: failedEventIdFor(W), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', reason: 'ACCOUNT_BLOCKED' },
   PayoutAttemptFailed: { eventId: attemptFailedEventIdFor(W, 2), occurredAt: 1_790_000_002_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', attempt: 2, retryAt: 1_790_000_004_000, reason: 'HTTP 503' },
   PayoutDuplicateFlagged: { eventId: duplicateFlagEventIdFor(W, 'psp-2'), occurredAt: 1_790_000_003_000, activityId: '', traceId: 't', withdrawalId: W, userId: 'u1', amount: 500, currency: 'CNY', providerRef: 'psp-2', flaggedBy: 'reconcile-1' },
+  PacketCreated: { eventId: P, occurredAt: 1_790_000_004_000, activityId: '', traceId: 't', packetId: P, senderId: 'u1', amount: 1000, currency: 'CNY', count: 3, shares: [412, 77, 511], greeting: '恭喜发财', expiresAt: 1_790_086_404_000, requestedBy: 'u1', clientAddress: '10.0.0.1', requestId: 'r2' },
+  PacketClaimed: { eventId: claimEventIdFor(P, 'u2'), occurredAt: 1_790_000_005_000, activityId: '', traceId: 't', packetId: P, senderId: 'u1', userId: 'u2', seq: 0, amount: 412, currency: 'CNY' },
+  PacketShareCredited: { eventId: shareCreditEventIdFor(P, 'u2'), occurredAt: 1_790_000_006_000, activityId: '', traceId: 't', packetId: P, userId: 'u2', amount: 412, currency: 'CNY' },
+  PacketRefunded: { eventId: refundEventIdFor(P), occurredAt: 1_790_086_405_000, activityId: '', traceId: 't', packetId: P, senderId: 'u1', amount: 588, currency: 'CNY' },
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {

@@ -11,3 +11,27 @@ export function issued(activityId: string, userId: string, orderNo: string, amou
 }
 
 export { creditFor };
+
+import { claimEventIdFor, packetIdFor, refundEventIdFor, shareCreditEventIdFor, splitShares } from '../../domain/packets.ts';
+import type { PacketClaimed, PacketCreated, PacketRefunded, PacketShareCredited } from '../../domain/events.ts';
+
+/** A PacketCreated as the packet service would produce it. */
+export function packetCreated(senderId: string, key: string, amount: number, count: number, at: number, expiresAt: number, shares = splitShares(amount, count)): PacketCreated {
+  const packetId = packetIdFor(senderId, key);
+  return {
+    eventId: packetId, occurredAt: at, activityId: '', traceId: `trace-${key}`, packetId, senderId, amount, currency: 'CNY', count, shares,
+    greeting: 'gong xi fa cai', expiresAt, requestedBy: senderId, clientAddress: '127.0.0.1', requestId: key,
+  };
+}
+
+export function packetClaimed(p: Pick<PacketCreated, 'packetId' | 'senderId' | 'shares'>, userId: string, seq: number, at: number, amount = p.shares[seq]!): PacketClaimed {
+  return { eventId: claimEventIdFor(p.packetId, userId), occurredAt: at, activityId: '', traceId: 't', packetId: p.packetId, senderId: p.senderId, userId, seq, amount, currency: 'CNY' };
+}
+
+export function shareCredited(c: Pick<PacketClaimed, 'packetId' | 'userId' | 'amount'>, at: number): PacketShareCredited {
+  return { eventId: shareCreditEventIdFor(c.packetId, c.userId), occurredAt: at, activityId: '', traceId: 't', packetId: c.packetId, userId: c.userId, amount: c.amount, currency: 'CNY' };
+}
+
+export function packetRefunded(p: Pick<PacketCreated, 'packetId' | 'senderId'>, amount: number, at: number): PacketRefunded {
+  return { eventId: refundEventIdFor(p.packetId), occurredAt: at, activityId: '', traceId: 't', packetId: p.packetId, senderId: p.senderId, amount, currency: 'CNY' };
+}
