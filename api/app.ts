@@ -16,6 +16,12 @@ import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
 import { tokenSigner } from '../domain/tokens.ts';
 import type { Runtime } from '../infra/runtime.ts';
+import { packetRoutes } from './packets/routes.ts';
+import { PacketService } from './packets/service.ts';
+import { PacketGrabs } from '../infra/packet-grabs.ts';
+import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
+import type { PacketTerms } from '../domain/packets.ts';
+import type { Config } from '../infra/config.ts';
 
 export interface AppSecrets {
   tokenSigningKeyPem: string;
@@ -70,6 +76,12 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
   const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
   await app.register(walletRoutes, { wallets, withdrawals });
+  const grabs = new PacketGrabs(rt.redis, rt.cfg.namespace);
+  const packetReader = new PacketReader(rt.pool);
+  const packets = new PacketService({
+    pool: rt.pool, publisher: rt.publisher, grabs, restorer: new PacketRestorer(packetReader, grabs, fence), terms: packetTerms(rt.cfg), log: rt.log,
+  });
+  await app.register(packetRoutes, { packets, reader: packetReader, grabs });
   await app.register(adminRoutes, {
     adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
     invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
@@ -81,4 +93,8 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
     return { status: pgOk && redisOk ? 'ok' : 'degraded', postgres: pgOk, redis: redisOk };
   });
   return app;
+}
+
+export function packetTerms(cfg: Config): PacketTerms {
+  return { currency: 'CNY', maxCount: cfg.packetMaxCount, maxAmount: cfg.packetMaxAmount, minExpiryMs: cfg.packetMinExpiryMs, maxExpiryMs: cfg.packetMaxExpiryMs };
 }

@@ -51,6 +51,15 @@ export interface Config {
   reconcilePayoutGraceMs: number;
   /** Where the reconciler serves /metrics and /health. */
   reconcilerPort: number;
+  /** Red packets: most shares, largest total (fen), and the allowed expiry range (the default is the longest). */
+  packetMaxCount: number;
+  packetMaxAmount: number;
+  packetMinExpiryMs: number;
+  packetMaxExpiryMs: number;
+  /** How often the packet keeper refunds expired packets and re-sends claims a crashed grab left unsent. */
+  packetKeeperIntervalMs: number;
+  /** How old a grab must be before the keeper takes its claim as unsent. */
+  packetClaimSweepMs: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -95,6 +104,12 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     reconcileCreditGraceMs: int('RECONCILE_CREDIT_GRACE_SEC', 300) * 1000,
     reconcilePayoutGraceMs: int('RECONCILE_PAYOUT_GRACE_SEC', 300) * 1000,
     reconcilerPort: int('RECONCILER_PORT', 3300),
+    packetMaxCount: int('PACKET_MAX_COUNT', 100),
+    packetMaxAmount: int('PACKET_MAX_AMOUNT', 20_000),
+    packetMinExpiryMs: int('PACKET_MIN_EXPIRY_SEC', 60) * 1000,
+    packetMaxExpiryMs: int('PACKET_MAX_EXPIRY_SEC', 86_400) * 1000,
+    packetKeeperIntervalMs: int('PACKET_KEEPER_INTERVAL_SEC', 5) * 1000,
+    packetClaimSweepMs: int('PACKET_CLAIM_SWEEP_SEC', 10) * 1000,
     ...overrides,
     namespace,
   };

@@ -62,6 +62,21 @@ export async function ensureTopics(admin: Admin, cfg: Config, topics: Topics): P
   }
 }
 
+/** A message with this header is partitioned by its value instead of its key (see routeOf). */
+export const PARTITION_KEY_HEADER = 'partition-key';
+
+/**
+ * The Java client's murmur2 partitioner (a key lands on the same partition whichever client
+ * wrote it), applied to the partition-key header when a message has one.
+ */
+export const ledgerPartitioner = () => {
+  const murmur2 = Partitioners.DefaultPartitioner();
+  return (args: Parameters<ReturnType<typeof Partitioners.DefaultPartitioner>>[0]) => {
+    const pk = args.message.headers?.[PARTITION_KEY_HEADER];
+    return murmur2(pk === undefined ? args : { ...args, message: { ...args.message, key: pk.toString() } });
+  };
+};
+
 export interface OutgoingMessage {
   key: string;
   value: Buffer;
@@ -87,8 +102,7 @@ export class BatchingProducer {
   ) {}
 
   static async connect(kafka: Kafka, lingerMs: number): Promise<BatchingProducer> {
-    // The murmur2 partitioner is the Java client's: a key lands on the same partition whichever client wrote it.
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: ledgerPartitioner });
     await producer.connect();
     return new BatchingProducer(producer, lingerMs);
   }

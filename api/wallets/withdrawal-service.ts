@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { account } from '../../domain/accounts.ts';
 import { creditFor } from '../../domain/grants.ts';
 import type { WithdrawalRequested } from '../../domain/events.ts';
 import type { Currency } from '../../domain/money.ts';
@@ -10,6 +9,7 @@ import { ProjectionBehind, type ProjectionFence } from '../../infra/projection-f
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import { ApiError } from '../errors.ts';
 import type { WalletReader, WithdrawalView } from './reader.ts';
+import { WalletDebits } from './debits.ts';
 
 export interface WithdrawalAudit {
   requestedBy: string;
@@ -26,18 +26,19 @@ interface RequestRow { withdrawal_id: string; user_id: string; amount: number; c
  * under a per-user lock, check the spendable balance, record the request and produce
  * WithdrawalRequested (available → withdrawing; also the payout request).
  *
- * Spendable = the projected available balance minus requests accepted but not yet
- * projected. Both are read in one statement (one snapshot), and the projector commits an
- * event's balance change and its ledger_events row together, so an accepted request is
- * counted exactly once: as a hold until projected, then in the balance. That, with the
- * lock, is why two concurrent withdrawals of one balance cannot both pass.
+ * The spendable balance and the lock are shared with every other debit (see debits.ts), so a
+ * withdrawal and a red packet cannot both spend one balance either.
  */
 export class WithdrawalService {
+  private readonly debits: WalletDebits;
+
   constructor(private readonly deps: {
     pool: pg.Pool; publisher: EventPublisher; settings: WalletSettingsStore; fence: ProjectionFence; reader: WalletReader;
     /** How long a withdrawal may wait for the user's rewards to be projected. */
     catchUpMs?: number;
-  }) {}
+  }) {
+    this.debits = new WalletDebits(deps.pool);
+  }
 
   async withdraw(userId: string, idempotencyKey: string, amount: number, currency: string, audit: WithdrawalAudit): Promise<{ replayed: boolean; body: WithdrawalView }> {
     const settings = await this.deps.settings.get();
@@ -57,7 +58,7 @@ export class WithdrawalService {
     try {
       await this.deps.fence.catchUp(userId, deadline);
       // Refuse before crediting anything when even the pending rewards could not cover it.
-      const atMost = await this.spendable(userId, true);
+      const atMost = await this.debits.spendable(userId, true);
       const hopeless = checkWithdrawal(amount, currency, atMost, terms);
       if (hopeless) throw new ApiError(409, hopeless.code, hopeless.message, { available: Math.max(0, atMost) });
       await this.forceCredit(userId, deadline);
@@ -75,13 +76,13 @@ export class WithdrawalService {
     let row: RequestRow;
     try {
       await client.query('begin');
-      await client.query('select pg_advisory_xact_lock(hashtext($1))', [`withdraw:${userId}`]);
+      await this.debits.lock(client, userId);
       const raced = await this.request(withdrawalId, client);
       if (raced) {
         await client.query('rollback');
         return { replayed: true, body: await this.replay(raced, amount, currency, audit) };
       }
-      const spendable = await this.spendable(userId, false, client);
+      const spendable = await this.debits.spendable(userId, false, client);
       const refused = checkWithdrawal(amount, currency, spendable, terms);
       if (refused) {
         await client.query('rollback');
@@ -163,23 +164,6 @@ export class WithdrawalService {
       tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
     }, now)));
     await this.deps.fence.catchUp(userId, deadline);
-  }
-
-  /**
-   * The projected available balance (plus pending, if asked) minus accepted requests not yet
-   * projected. One statement, so one snapshot: a request is counted as a hold or in the
-   * balance, never both and never neither.
-   */
-  private async spendable(userId: string, withPending: boolean, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<number> {
-    const buckets = [account.user(userId, 'available'), ...(withPending ? [account.user(userId, 'pending')] : [])];
-    const { rows } = await client.query<{ spendable: number }>(
-      `select coalesce((select sum(balance) from account_balances where account = any($1)), 0)
-            - coalesce((select sum(r.amount) from withdrawal_requests r
-                         where r.user_id = $2 and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)), 0)
-              as spendable`,
-      [buckets, userId],
-    );
-    return Number(rows[0]!.spendable);
   }
 
   private async request(withdrawalId: string, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<RequestRow | null> {

@@ -1,0 +1,209 @@
+import type pg from 'pg';
+import { checkPacket, claimFor, packetIdFor, splitShares, type PacketTerms } from '../../domain/packets.ts';
+import type { PacketCreated } from '../../domain/events.ts';
+import type { Currency } from '../../domain/money.ts';
+import type { EventPublisher } from '../../infra/publisher.ts';
+import type { PacketGrabs } from '../../infra/packet-grabs.ts';
+import { ProjectionBehind } from '../../infra/projection-fence.ts';
+import type { Logger } from '../../infra/log.ts';
+import type { PacketRestorer } from '../../projections/packet-reader.ts';
+import { WalletDebits } from '../wallets/debits.ts';
+import { ApiError } from '../errors.ts';
+
+export interface PacketAudit {
+  requestedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
+export interface CreatePacket {
+  amount: number;
+  currency: string;
+  count: number;
+  expirySeconds?: number;
+  greeting?: string;
+}
+
+export interface CreatedPacket {
+  packetId: string;
+  senderId: string;
+  amount: number;
+  currency: string;
+  count: number;
+  greeting: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+export interface GrabbedView {
+  packetId: string;
+  userId: string;
+  seq: number;
+  amount: number;
+  currency: string;
+  claimedAt: string;
+}
+
+export const DEFAULT_GREETING = '恭喜发财，大吉大利';
+
+interface RequestRow {
+  packet_id: string; sender_id: string; amount: number; currency: Currency; share_count: number; shares: (string | number)[];
+  greeting: string; created_ms: number; expires_ms: number;
+}
+
+const REQUEST_COLUMNS = `packet_id, sender_id, amount, currency, share_count, shares, greeting,
+  (extract(epoch from created_at) * 1000)::bigint as created_ms, (extract(epoch from expires_at) * 1000)::bigint as expires_ms`;
+
+/**
+ * Sending and grabbing group red packets.
+ *
+ * Sending is a debit like a withdrawal (same lock, same holds, see wallets/debits.ts): the
+ * split is drawn once, stored with the request, and produced in PacketCreated; a retry with
+ * the same Idempotency-Key produces that same event. Then the packet goes live in Redis.
+ *
+ * Grabbing is one Redis script (infra/packet-grabs.ts), then the claim event at once; the
+ * credit to the grabber's available balance follows asynchronously (streams/crediting.ts).
+ * Turned-away grabs (grabbed before, no share left, expired) never touch the ledger.
+ */
+export class PacketService {
+  private readonly debits: WalletDebits;
+
+  constructor(private readonly deps: {
+    pool: pg.Pool; publisher: EventPublisher; grabs: PacketGrabs; restorer: PacketRestorer; terms: PacketTerms; log: Logger;
+    /** How long a grab may wait for the ledger to restore a packet Redis lost. */
+    restoreMs?: number;
+  }) {
+    this.debits = new WalletDebits(deps.pool);
+  }
+
+  async create(senderId: string, idempotencyKey: string, cmd: CreatePacket, audit: PacketAudit): Promise<{ replayed: boolean; body: CreatedPacket }> {
+    const { terms } = this.deps;
+    const expiryMs = (cmd.expirySeconds ?? terms.maxExpiryMs / 1000) * 1000;
+    const greeting = cmd.greeting ?? DEFAULT_GREETING;
+    const refused = checkPacket({ amount: cmd.amount, currency: cmd.currency, count: cmd.count, expiryMs }, terms);
+    if (refused) throw new ApiError(422, refused.code, refused.message);
+
+    const packetId = packetIdFor(senderId, idempotencyKey);
+    const existing = await this.request(packetId);
+    if (existing) return { replayed: true, body: await this.replay(existing, { ...cmd, greeting, expiryMs }, audit) };
+
+    const client = await this.deps.pool.connect();
+    let row: RequestRow;
+    try {
+      await client.query('begin');
+      await this.debits.lock(client, senderId);
+      const raced = await this.request(packetId, client);
+      if (raced) {
+        await client.query('rollback');
+        return { replayed: true, body: await this.replay(raced, { ...cmd, greeting, expiryMs }, audit) };
+      }
+      const spendable = await this.debits.spendable(senderId, false, client);
+      if (cmd.amount > spendable) {
+        await client.query('rollback');
+        throw new ApiError(409, 'INSUFFICIENT_FUNDS', `the available balance is ${Math.max(0, spendable)} fen, less than the ${cmd.amount} this packet holds`, { available: Math.max(0, spendable) });
+      }
+      const inserted = await client.query<RequestRow>(
+        `insert into packet_requests(packet_id, sender_id, idempotency_key, amount, currency, share_count, shares, greeting, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9::double precision / 1000))
+         returning ${REQUEST_COLUMNS}`,
+        [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs],
+      );
+      await client.query('commit');
+      row = inserted.rows[0]!;
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    await this.publish(row, audit);
+    await this.goLive(row);
+    return { replayed: false, body: this.view(row) };
+  }
+
+  async grab(packetId: string, userId: string, traceId: string): Promise<{ replayed: boolean; body: GrabbedView }> {
+    let got = await this.deps.grabs.grab(packetId, userId, Date.now());
+    if (got.outcome === 'missing') {
+      if (!(await this.restore(packetId))) throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet (a just-sent one can take a moment to appear).');
+      got = await this.deps.grabs.grab(packetId, userId, Date.now());
+    }
+    switch (got.outcome) {
+      case 'claimed':
+      case 'already': {
+        const body: GrabbedView = { packetId, userId, seq: got.share.seq, amount: got.share.amount, currency: got.currency, claimedAt: new Date(got.share.claimedAt).toISOString() };
+        if (got.outcome === 'claimed' || got.unsent) {
+          try {
+            await this.deps.publisher.publish('PacketClaimed', claimFor({ packetId, senderId: got.senderId, userId, ...got.share, currency: got.currency, traceId }));
+          } catch {
+            throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'Your share is reserved, but it could not be recorded yet; grab again to confirm it (you will get the same share).');
+          }
+          await this.deps.grabs.sent(packetId, userId).catch((err) => this.deps.log.warn('could not mark a claim as written', { err, packetId }));
+        }
+        return { replayed: got.outcome === 'already', body };
+      }
+      case 'empty':
+        throw new ApiError(409, 'PACKET_EMPTY', `All ${got.count} shares of this red packet have been grabbed.`);
+      case 'expired':
+      case 'closed':
+        throw new ApiError(410, 'PACKET_EXPIRED', 'This red packet has expired; what was left went back to its sender.');
+      case 'missing':
+        throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet.');
+    }
+  }
+
+  private async restore(packetId: string): Promise<boolean> {
+    try {
+      return await this.deps.restorer.restore(packetId, Date.now() + (this.deps.restoreMs ?? 3_000));
+    } catch (err) {
+      if (err instanceof ProjectionBehind) throw new ApiError(503, 'PACKET_BUSY', 'This red packet is being restored; grab again in a moment.');
+      throw err;
+    }
+  }
+
+  /** A retry with the same key: the same packet, its event produced again (a no-op if it landed). */
+  private async replay(existing: RequestRow, cmd: CreatePacket & { greeting: string; expiryMs: number }, audit: PacketAudit): Promise<CreatedPacket> {
+    const same = existing.amount === cmd.amount && existing.currency === cmd.currency && existing.share_count === cmd.count
+      && existing.greeting === cmd.greeting && existing.expires_ms - existing.created_ms === cmd.expiryMs;
+    if (!same) throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different red packet.');
+    await this.publish(existing, audit);
+    // Not put live from the request: it may have been grabbed since. If Redis lacks it, the
+    // first grab restores it from the ledger, claims included.
+    return this.view(existing);
+  }
+
+  private async publish(row: RequestRow, audit: PacketAudit): Promise<void> {
+    // Everything comes from the stored request, so every re-send is the identical event.
+    const event: PacketCreated = {
+      eventId: row.packet_id, occurredAt: row.created_ms, activityId: '', traceId: audit.requestId,
+      packetId: row.packet_id, senderId: row.sender_id, amount: row.amount, currency: row.currency, count: row.share_count,
+      shares: row.shares.map(Number), greeting: row.greeting, expiresAt: row.expires_ms,
+      requestedBy: audit.requestedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
+    };
+    try {
+      await this.deps.publisher.publish('PacketCreated', event);
+    } catch {
+      // The request holds its amount until it is produced: a retry with the same key produces it.
+      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The red packet could not be recorded right now; retry with the same Idempotency-Key.');
+    }
+  }
+
+  /** Only after its creation is in the log: a grab's claim then always lands after it. */
+  private async goLive(row: RequestRow): Promise<void> {
+    await this.deps.grabs.init({
+      packetId: row.packet_id, senderId: row.sender_id, currency: row.currency, count: row.share_count, expiresAt: row.expires_ms,
+      remaining: row.shares.map((amount, seq) => ({ seq, amount: Number(amount) })), claims: [], closed: false, rest: 0,
+    }).catch((err) => this.deps.log.warn('red packet not put live in Redis; the first grab restores it from the ledger', { err, packetId: row.packet_id }));
+  }
+
+  private async request(packetId: string, client: pg.Pool | pg.PoolClient = this.deps.pool): Promise<RequestRow | null> {
+    const { rows } = await client.query<RequestRow>(`select ${REQUEST_COLUMNS} from packet_requests where packet_id = $1`, [packetId]);
+    return rows[0] ?? null;
+  }
+
+  private view(row: RequestRow): CreatedPacket {
+    return {
+      packetId: row.packet_id, senderId: row.sender_id, amount: row.amount, currency: row.currency, count: row.share_count,
+      greeting: row.greeting, createdAt: new Date(row.created_ms).toISOString(), expiresAt: new Date(row.expires_ms).toISOString(),
+    };
+  }
+}

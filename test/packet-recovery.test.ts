@@ -1,0 +1,118 @@
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { PacketGrabs } from '../infra/packet-grabs.ts';
+import { PacketKeeper } from '../streams/packet-keeper.ts';
+import { CreditingProcessor } from '../streams/crediting.ts';
+import { creditFor } from '../domain/grants.ts';
+import { startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
+import { audit, ofKind } from './helpers/audit.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+async function funded(l: TestLedger, userId: string, amount: number): Promise<void> {
+  const act = await l.activity({ budget: amount });
+  const res = await l.signed('POST', '/v1/grants', { activityId: act, sceneId: 's', orderNo: `fund-${userId}`, userId, amount, currency: 'CNY' });
+  if (res.statusCode !== 201) throw new Error(JSON.stringify(res.json));
+  // Credited by hand where no crediting processor runs (a redundant copy is a no-op where one does).
+  await l.waitFor('grant projected', async () => { const w = await wallet(l, userId); return w.pending + w.available === amount; });
+  await l.rt.publisher.publish('TokenCredited', creditFor({ tokenId: res.json.tokenId, activityId: act, traceId: 't', userId, amount, currency: 'CNY' }, Date.now()));
+  await l.waitFor(`${userId} funded`, async () => (await wallet(l, userId)).available === amount);
+}
+
+const count = async (l: TestLedger, sql: string, args: unknown[] = []) => (await l.rt.pool.query(sql, args)).rows[0].n as number;
+
+t.test('the crediting processor killed with SIGKILL between claim and credit: every grabber ends credited exactly once', async (t) => {
+  const l = await startTestLedger(t, { crediting: false });
+  await funded(l, 'k-sender', 10_000);
+  const created = await l.asUser('k-sender', 'POST', '/v1/packets', { amount: 5_000, currency: 'CNY', count: 40 }, { 'idempotency-key': 'kill-packet-1' });
+  t.equal(created.statusCode, 201, JSON.stringify(created.json));
+  const P = created.json.packetId;
+  const shares = new Map<string, number>();
+  for (let i = 0; i < 40; i++) {
+    const r = await l.asUser(`k-${i}`, 'POST', `/v1/packets/${P}/grab`);
+    shares.set(`k-${i}`, r.json.amount);
+  }
+  await l.waitFor('claims projected', async () => (await count(l, 'select count(*)::int as n from packet_claims where packet_id = $1', [P])) === 40);
+  t.equal(await count(l, 'select count(*)::int as n from packet_credits'), 0, 'claimed, nothing credited yet');
+
+  // A crediting process slowed to 2 credits/s (the account system's capacity), killed while
+  // it holds the claims and waits for permits to credit them.
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bin/crediting.ts'], {
+    cwd: root, env: { ...process.env, LEDGER_NAMESPACE: l.ns, CREDIT_RATE_PER_SEC: '2', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  await l.waitFor('crediting under way', async () => (await l.rt.redis.keys(`${l.ns}:rate:crediting:*`)).length > 0, 60_000);
+  await new Promise((r) => setTimeout(r, 1_500));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  await new Promise((r) => setTimeout(r, 500));
+  const atKill = await count(l, 'select count(*)::int as n from packet_credits');
+  t.ok(atKill < 40, `killed between claims and credits (${atKill} of 40 credited)`);
+  const found = ofKind(await audit(l), 'packet_share_never_credited');
+  t.equal(found.length, 40 - atKill, 'the replay audit names every grabbed share not yet credited');
+  t.match(found[0], { packetId: P, repair: 'credit_share', expected: 'credited', actual: 'pending' });
+  t.equal(found[0]!.repairData!.amount, shares.get(found[0]!.userId!), 'with the grabber and the amount owed');
+
+  const crediting = new CreditingProcessor(l.rt, { ratePerSec: 10_000 });
+  await crediting.start();
+  t.teardown(() => crediting.stop());
+  await l.waitFor('all credited', async () => (await count(l, 'select count(*)::int as n from packet_credits')) === 40, 60_000);
+  await new Promise((r) => setTimeout(r, 1_000)); // let redelivered copies drain before judging
+  t.equal(await count(l, `select count(*)::int as n from ledger_events where event_type = 'PacketShareCredited'`), 40, 'one credit per grabber in the ledger');
+  for (const [user, amount] of shares) {
+    const w = await wallet(l, user);
+    if (w.available !== amount || w.pending !== 0) t.fail(`${user}: ${JSON.stringify(w)}, expected ${amount} available`);
+  }
+  t.pass('every grabber holds exactly their share, available, nothing pending');
+  const after = await audit(l);
+  t.ok(after.clean, `clean once credited: ${JSON.stringify(after.byKind)}`);
+});
+
+t.test('an API that died between the Redis grab and the claim: the keeper writes the claim and the grabber is credited', async (t) => {
+  const l = await startTestLedger(t, { crediting: true });
+  await funded(l, 'd-sender', 1_000);
+  const created = await l.asUser('d-sender', 'POST', '/v1/packets', { amount: 600, currency: 'CNY', count: 3 }, { 'idempotency-key': 'died-packet-1' });
+  const P = created.json.packetId;
+  // The grab's first step only, as if the instance died before producing the claim.
+  const grabs = new PacketGrabs(l.rt.redis, l.ns);
+  const got = await grabs.grab(P, 'd-1', Date.now());
+  t.equal(got.outcome, 'claimed');
+  const share = got.outcome === 'claimed' ? got.share.amount : 0;
+  t.same(await grabs.unsent(Date.now() + 1, 10), [{ packetId: P, userId: 'd-1' }], 'the grab is listed as unsent');
+
+  const keeper = new PacketKeeper(l.rt);
+  t.equal((await keeper.runOnce(Date.now())).resent, 0, 'not before the sweep delay: the grab may still be producing');
+  const round = await keeper.runOnce(Date.now() + l.rt.cfg.packetClaimSweepMs + 1);
+  t.equal(round.resent, 1, 'the keeper wrote the claim');
+  await l.waitFor('credited', async () => (await wallet(l, 'd-1')).available === share);
+  t.same(await grabs.unsent(Date.now() + 60_000, 10), [], 'nothing left unsent');
+  // The user retrying the grab gets the same share and writes nothing new.
+  const retry = await l.asUser('d-1', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(retry.statusCode, 200);
+  t.equal(retry.json.amount, share);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(await count(l, `select count(*)::int as n from ledger_events where event_type = 'PacketClaimed'`), 1);
+  t.match(await wallet(l, 'd-1'), { available: share, pending: 0 });
+});
+
+t.test('Redis loses the packet: it is restored from the ledger, and no share is handed out twice', async (t) => {
+  const l = await startTestLedger(t, { crediting: true });
+  await funded(l, 'r-sender', 1_000);
+  const created = await l.asUser('r-sender', 'POST', '/v1/packets', { amount: 500, currency: 'CNY', count: 4 }, { 'idempotency-key': 'lost-packet-1' });
+  const P = created.json.packetId;
+  const first = await l.asUser('r-1', 'POST', `/v1/packets/${P}/grab`);
+  const second = await l.asUser('r-2', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(first.statusCode, 201);
+  const keys = await l.rt.redis.keys(`${l.ns}:{pk:${P}}:*`);
+  t.ok(keys.length >= 2);
+  await l.rt.redis.del(...keys);
+  const again = await l.asUser('r-1', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(again.statusCode, 200, 'restored: r-1 grabbed before');
+  t.equal(again.json.amount, first.json.amount);
+  const rest = await Promise.all(['r-3', 'r-4', 'r-5'].map((u) => l.asUser(u, 'POST', `/v1/packets/${P}/grab`)));
+  t.same(rest.map((r) => r.statusCode).sort(), [201, 201, 409], 'only the two shares nobody took are handed out');
+  t.same([first, second, ...rest].filter((r) => r.statusCode === 201).map((r) => r.json.seq).sort(), [0, 1, 2, 3]);
+  await l.waitFor('finished', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'finished');
+  t.equal(await count(l, 'select sum(amount)::int as n from packet_claims where packet_id = $1', [P]), 500);
+});
