@@ -8,6 +8,7 @@ import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-sto
 import type { LedgerEvent } from '../domain/events.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
+import { claimEventIdFor, shareCreditEventIdFor } from '../domain/packets.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { Topics } from '../infra/config.ts';
 import { countByKind, type Difference } from './differences.ts';
@@ -165,6 +166,8 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
   const stillPending = await check.stillOpen('tokens', overdue.map((d) => d.tokenId!));
   differences.push(...overdue.filter((d) => stillPending.has(d.tokenId!)));
 
+  differences.push(...(await packetDifferences(mem, check, startedAt, opts.creditGraceMs ?? 10 * MIN)));
+
   let providerPayments = 0;
   if (deps.provider) {
     const ledger = new Map(withdrawals.map((w) => [w.withdrawalId, w]));
@@ -276,6 +279,50 @@ function neverCredited(tokens: readonly TokenRecord[], issuedBefore: number): Di
       repairData: { amount: t.amount, currency: t.currency },
       message: `token ${t.tokenId} (${t.amount} ${t.currency} to ${t.userId}, order ${t.orderNo}) was issued at ${new Date(t.issuedAt).toISOString()} and never credited`,
     }));
+}
+
+/**
+ * Red packets (I7 across partitions): a share's credit is on the grabber's partition and its
+ * claim on the sender's, so the fold cannot match them event by event; the audit does.
+ * Claims and credits outside the fold (before or after the range) are looked up in the
+ * projection. Overdue work is judged as for tokens: at audit time, and only if still open.
+ */
+async function packetDifferences(mem: MemoryLedger, check: ProjectionCheck, startedAt: number, graceMs: number): Promise<Difference[]> {
+  const key = (p: string, u: string) => `${p}/${u}`;
+  const claims = new Map([...mem.packetClaims.values()].map((c) => [key(c.packetId, c.userId), c]));
+  const pairs = [...new Map([...claims.values(), ...mem.packetCredits.values()].map((x) => [key(x.packetId, x.userId), x])).values()];
+  const projected = await check.packetShares(pairs);
+  const out: Difference[] = [];
+  for (const k of mem.packetCredits.values()) {
+    const claimed = claims.get(key(k.packetId, k.userId))?.amount ?? projected.claims.get(key(k.packetId, k.userId)) ?? null;
+    if (claimed === k.amount) continue;
+    out.push({
+      kind: 'packet_credit_mismatch', userId: k.userId, packetId: k.packetId, currency: k.currency, expected: claimed, actual: k.amount,
+      events: [shareCreditEventIdFor(k.packetId, k.userId)], repair: null,
+      message: claimed === null
+        ? `${k.userId} was credited ${k.amount} ${k.currency} from red packet ${k.packetId} without a claim`
+        : `${k.userId} claimed ${claimed} from red packet ${k.packetId} but was credited ${k.amount} ${k.currency}`,
+    });
+  }
+  for (const c of claims.values()) {
+    const k = key(c.packetId, c.userId);
+    if (c.claimedAt >= startedAt - graceMs || mem.packetCredits.has(k) || projected.credits.has(k)) continue;
+    out.push({
+      kind: 'packet_share_never_credited', userId: c.userId, packetId: c.packetId, currency: c.currency, expected: 'credited', actual: 'pending',
+      events: [claimEventIdFor(c.packetId, c.userId)], repair: 'credit_share', repairData: { amount: c.amount, currency: c.currency },
+      message: `${c.userId} grabbed ${c.amount} ${c.currency} from red packet ${c.packetId} at ${new Date(c.claimedAt).toISOString()} and it was never credited`,
+    });
+  }
+  const expired = [...mem.packets.values()].filter((p) => p.status === 'open' && p.expiresAt < startedAt - graceMs);
+  const stillOpen = await check.openPackets(expired.map((p) => p.packetId));
+  for (const p of expired.filter((x) => stillOpen.has(x.packetId))) {
+    out.push({
+      kind: 'packet_refund_overdue', userId: p.senderId, packetId: p.packetId, currency: p.currency, expected: p.amount - p.claimedAmount, actual: 0,
+      events: [p.packetId], repair: null,
+      message: `red packet ${p.packetId} of ${p.senderId} expired at ${new Date(p.expiresAt).toISOString()} with ${p.amount - p.claimedAmount} ${p.currency} unclaimed and was not refunded (is the packet keeper running?)`,
+    });
+  }
+  return out;
 }
 
 /** The provider's payments the audit must look at: those made in the range, and those of the range's withdrawals. */

@@ -28,13 +28,19 @@ export const DIFFERENCE_KINDS = [
   'token_credited_twice',
   /** A token is still not credited after the grace period. */
   'token_never_credited',
+  /** A grabbed red-packet share is still not credited after the grace period. */
+  'packet_share_never_credited',
+  /** A red-packet share was credited with no claim behind it, or with another amount. */
+  'packet_credit_mismatch',
+  /** A red packet expired with money left and was not refunded within the grace period. */
+  'packet_refund_overdue',
   /** Another event the ledger refused to apply (see the fold's anomalies). */
   'rejected_event',
 ] as const;
 export type DifferenceKind = (typeof DIFFERENCE_KINDS)[number];
 
 /** The compensation event --repair emits for a difference, if it can be repaired by one. */
-export type RepairAction = 'credit_token' | 'settle_payout' | 'return_payout' | 'flag_duplicate';
+export type RepairAction = 'credit_token' | 'credit_share' | 'settle_payout' | 'return_payout' | 'flag_duplicate';
 
 export interface Difference {
   kind: DifferenceKind;
@@ -43,6 +49,7 @@ export interface Difference {
   userId?: string;
   orderNo?: string;
   tokenId?: string;
+  packetId?: string;
   payoutId?: string;
   providerRef?: string;
   account?: string;
@@ -65,6 +72,8 @@ export function countByKind(diffs: readonly Difference[]): Record<string, number
 export const CSV_COLUMNS = [
   'kind', 'activityId', 'userId', 'orderNo', 'tokenId', 'payoutId', 'providerRef', 'account', 'currency',
   'expected', 'actual', 'events', 'repair', 'message',
+  // Added after the first release: new columns go at the end, so finance's sheets keep their columns.
+  'packetId',
 ] as const;
 
 function csvField(v: unknown): string {

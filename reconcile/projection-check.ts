@@ -60,10 +60,10 @@ export interface Chunk {
 }
 
 /** Names what an event concerns, for the report. */
-export function whoOf(event: LedgerEvent): Pick<Difference, 'activityId' | 'userId' | 'orderNo' | 'tokenId' | 'payoutId'> {
+export function whoOf(event: LedgerEvent): Pick<Difference, 'activityId' | 'userId' | 'orderNo' | 'tokenId' | 'packetId' | 'payoutId'> {
   const d = event.data as unknown as Record<string, string | undefined>;
   return {
-    activityId: d.activityId || undefined, userId: d.userId, orderNo: d.orderNo, tokenId: d.tokenId, payoutId: d.withdrawalId,
+    activityId: d.activityId || undefined, userId: d.userId ?? d.senderId, orderNo: d.orderNo, tokenId: d.tokenId, packetId: d.packetId, payoutId: d.withdrawalId,
   };
 }
 
@@ -95,6 +95,32 @@ export class ProjectionCheck {
       'select event_id, topic, partition, "offset" from ledger_events where event_id = any($1::uuid[])', [eventIds],
     );
     return new Map(rows.map((r) => [r.event_id, r]));
+  }
+
+  /** The projection's claims and credits of these (packet, user) pairs, as amounts by `${packetId}/${userId}`. */
+  async packetShares(pairs: readonly { packetId: string; userId: string }[]): Promise<{ claims: Map<string, number>; credits: Map<string, number> }> {
+    const claims = new Map<string, number>();
+    const credits = new Map<string, number>();
+    if (pairs.length === 0) return { claims, credits };
+    const { rows } = await this.pool.query<{ packet_id: string; user_id: string; claimed: number | null; credited: number | null }>(
+      `select q.packet_id::text, q.user_id, c.amount as claimed, k.amount as credited
+         from unnest($1::uuid[], $2::text[]) as q(packet_id, user_id)
+         left join packet_claims c on c.packet_id = q.packet_id and c.user_id = q.user_id
+         left join packet_credits k on k.packet_id = q.packet_id and k.user_id = q.user_id`,
+      [pairs.map((p) => p.packetId), pairs.map((p) => p.userId)],
+    );
+    for (const r of rows) {
+      if (r.claimed !== null) claims.set(`${r.packet_id}/${r.user_id}`, r.claimed);
+      if (r.credited !== null) credits.set(`${r.packet_id}/${r.user_id}`, r.credited);
+    }
+    return { claims, credits };
+  }
+
+  /** Which of these packets the projection still shows open. */
+  async openPackets(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const { rows } = await this.pool.query<{ id: string }>(`select packet_id::text as id from packets where packet_id = any($1::uuid[]) and status = 'open'`, [ids]);
+    return new Set(rows.map((r) => r.id));
   }
 
   /** Compares a chunk of folded events, and the records they created, with the projection. */

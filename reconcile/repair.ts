@@ -3,6 +3,7 @@ import type { LedgerEvent } from '../domain/events.ts';
 import type { EventPublisher } from '../infra/publisher.ts';
 import type { Currency } from '../domain/money.ts';
 import { creditFor } from '../domain/grants.ts';
+import { shareCreditFor } from '../domain/packets.ts';
 import { duplicateFlagEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
 import type { Difference } from './differences.ts';
 
@@ -24,6 +25,10 @@ export function compensationsFor(diffs: readonly Difference[], now: number, runI
       case 'credit_token':
         if (!d.tokenId || !d.activityId) continue;
         out.push({ type: 'TokenCredited', data: creditFor({ tokenId: d.tokenId, activityId: d.activityId, traceId, userId: d.userId, ...money }, now) });
+        break;
+      case 'credit_share':
+        if (!d.packetId) continue;
+        out.push({ type: 'PacketShareCredited', data: shareCreditFor({ packetId: d.packetId, userId: d.userId, traceId, ...money }, now) });
         break;
       case 'settle_payout':
         if (!d.payoutId || !d.providerRef) continue;

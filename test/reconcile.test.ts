@@ -105,7 +105,7 @@ t.test('a clean ledger gives a clean report; each injected difference is found w
   const json = JSON.parse(readFileSync(join(out, files.find((f) => f.endsWith('.json'))!), 'utf8'));
   t.same(json.byKind, r.byKind, 'the JSON report has the same differences');
   const csv = readFileSync(join(out, files.find((f) => f.endsWith('.csv'))!), 'utf8').trim().split('\n');
-  t.equal(csv[0], 'kind,activityId,userId,orderNo,tokenId,payoutId,providerRef,account,currency,expected,actual,events,repair,message');
+  t.equal(csv[0], 'kind,activityId,userId,orderNo,tokenId,payoutId,providerRef,account,currency,expected,actual,events,repair,message,packetId');
   t.equal(csv.length - 1, r.differences.length, 'one CSV row per difference');
   const stored = await db.query(`select kind, differences from reconcile_runs where kind = 'audit' order by started_at desc limit 1`);
   t.equal(stored.rows[0].differences, r.differences.length, 'the command keeps its report in Postgres');
