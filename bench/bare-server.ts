@@ -11,5 +11,9 @@ app.post('/bare', async (req) => {
 app.get<{ Params: { userId: string } }>('/bare/:userId', async (req) => ({
   userId: req.params.userId, currency: 'CNY', available: 0, pending: 0, withdrawing: 0, cumulativeIncome: 0,
 }));
+// Baseline for red-packet grabs: a POST with a path parameter answering a grab-sized body.
+app.post<{ Params: { packetId: string } }>('/bare/packets/:packetId/grab', async (req) => ({
+  packetId: req.params.packetId, userId: 'u', seq: 0, amount: 1, currency: 'CNY', claimedAt: new Date().toISOString(),
+}));
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 3101) });
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));

@@ -16,7 +16,7 @@ const secrets = loadSecrets(cfg);
 
 const children: ChildProcess[] = [];
 let stopping = false;
-for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler']) {
+for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler', 'packet-keeper']) {
   const child = spawn(process.execPath, ['--import', 'tsx', `bin/${name}.ts`], { cwd: root, stdio: 'inherit', env: process.env });
   child.on('exit', (code, signal) => {
     if (stopping) return;
@@ -59,6 +59,8 @@ Try it:
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice/statement
   curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-withdrawal' -H 'content-type: application/json' -d '{"amount":50,"currency":"CNY"}' ${base}/v1/wallets/u-alice/withdrawals
+  curl -H "authorization: Bearer $TOKEN" -H 'idempotency-key: first-packet' -H 'content-type: application/json' -d '{"amount":30,"currency":"CNY","count":3}' ${base}/v1/packets
+  curl -X POST -H "authorization: Bearer $(npm run -s user-token -- u-bob)" ${base}/v1/packets/<packetId>/grab
   npm run invariants                 # the ledger's invariants, checked now
   npm run reconcile                  # finance's replay audit: log vs projection vs provider (reports/ has the files)
   curl http://${cfg.apiHost}:${cfg.reconcilerPort}/metrics   # the continuous reconciler: lag and differences
