@@ -1,7 +1,8 @@
 // `npm run bench`: throughput and latency of the ledger against raw baselines measured in
 // the same run, on an isolated namespace that is removed afterwards. Not a test: figures go
 // to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50),
-// BENCH_AUDIT_EVENTS (1,000,000: the replay-audit log; bench/audit.ts runs that part alone).
+// BENCH_AUDIT_EVENTS (1,000,000: the replay-audit log; bench/audit.ts runs that part alone;
+// bench/packets.ts runs the red-packet grabs alone).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { withdrawalIdFor } from '../domain/withdrawals.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 import { benchAudit } from './audit.ts';
+import { benchGrabs } from './packets.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -161,6 +163,7 @@ async function main() {
   const reads = await benchWalletReads();
   const payouts = await benchPayouts(pool);
   await pool.end();
+  const grabs = await benchGrabs(ROUNDS, ROUND_MS, CONCURRENCY);
   const audit = await benchAudit(ROUNDS);
 
   const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
@@ -173,6 +176,7 @@ async function main() {
     peakRssMiB: { api: apiPeak, projector: projectorPeak, loadGenerator: Math.round(process.resourceUsage().maxRSS / 1024) },
     walletReads: reads,
     payouts,
+    grabs,
     audit,
   };
   mkdirSync(`${root}/.local`, { recursive: true });
@@ -190,6 +194,10 @@ async function main() {
 | balance read latency with the cache off p50 / p99 (ms) | ${reads.balanceUncached.p50.toFixed(1)} / ${reads.balanceUncached.p99.toFixed(1)} | | |
 | first statement page reads/s vs bare fastify GET | ${reads.statement.rps.toFixed(0)} | ${reads.bare.rps.toFixed(0)} | ${(reads.statement.rps / reads.bare.rps).toFixed(2)} |
 | statement latency p50 / p99 (ms) | ${reads.statement.p50.toFixed(1)} / ${reads.statement.p99.toFixed(1)} | | |
+| red-packet grabs/s on one hot packet (each a claim) vs bare fastify POST | ${grabs.hot.rps.toFixed(0)} | ${grabs.bare.rps.toFixed(0)} | ${(grabs.hot.rps / grabs.bare.rps).toFixed(2)} |
+| hot-packet grab latency p50 / p99 (ms) | ${grabs.hot.p50.toFixed(1)} / ${grabs.hot.p99.toFixed(1)} | ${grabs.bare.p50.toFixed(1)} / ${grabs.bare.p99.toFixed(1)} | |
+| grabs/s across 2,000 packets (each a claim) vs bare fastify POST; p99 | ${grabs.many.rps.toFixed(0)}; ${grabs.many.p99.toFixed(1)} ms | ${grabs.bare.rps.toFixed(0)} | ${(grabs.many.rps / grabs.bare.rps).toFixed(2)} |
+| grabs/s turned away (empty packet) vs bare fastify POST; p99 | ${grabs.turnedAway.rps.toFixed(0)}; ${grabs.turnedAway.p99.toFixed(1)} ms | ${grabs.bare.rps.toFixed(0)} | ${(grabs.turnedAway.rps / grabs.bare.rps).toFixed(2)} |
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
 | replay-audit events/s (whole log of ${audit.events}) vs raw kafkajs consume + Avro decode | ${audit.auditPerSec.toFixed(0)} | ${audit.rawPerSec.toFixed(0)} | ${audit.ratio.toFixed(2)} |
 | ${audit.events}-event audit: time / peak RSS (raw read: peak RSS) | ${audit.auditSeconds.toFixed(1)} s / ${audit.auditPeakRssMiB} MiB | ${audit.rawPeakRssMiB} MiB | |
