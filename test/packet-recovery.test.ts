@@ -82,6 +82,7 @@ t.test('an API that died between the Redis grab and the claim: the keeper writes
   t.same(await grabs.unsent(Date.now() + 1, 10), [{ packetId: P, userId: 'd-1' }], 'the grab is listed as unsent');
 
   const keeper = new PacketKeeper(l.rt);
+  t.teardown(() => keeper.stop());
   t.equal((await keeper.runOnce(Date.now())).resent, 0, 'not before the sweep delay: the grab may still be producing');
   const round = await keeper.runOnce(Date.now() + l.rt.cfg.packetClaimSweepMs + 1);
   t.equal(round.resent, 1, 'the keeper wrote the claim');

@@ -145,7 +145,9 @@ t.test('expiry: the unclaimed rest is refunded once, with two keepers racing and
   const expiresAt = Date.parse(created.json.expiresAt);
   await projectedPacket(l, P, 'open');
 
-  const early = await new PacketKeeper(l.rt).runOnce(expiresAt - 500);
+  const keepers = [new PacketKeeper(l.rt), new PacketKeeper(l.rt), new PacketKeeper(l.rt)];
+  t.teardown(() => Promise.all(keepers.map((k) => k.stop())));
+  const early = await keepers[0]!.runOnce(expiresAt - 500);
   t.same({ closed: early.closed, refunded: early.refunded }, { closed: 0, refunded: 0 }, 'nothing is refunded before expiry');
 
   await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now() + 50)));
@@ -159,11 +161,11 @@ t.test('expiry: the unclaimed rest is refunded once, with two keepers racing and
   const rest = 1_000 - got[0]! - got[1]!;
   t.same(crashed, { rest }, 'the close fixed the unclaimed rest');
   // Two keepers, racing, after the restart.
-  const [a, b] = await Promise.all([new PacketKeeper(l.rt).runOnce(), new PacketKeeper(l.rt).runOnce()]);
+  const [a, b] = await Promise.all([keepers[1]!.runOnce(), keepers[2]!.runOnce()]);
   t.equal(a.refunded + b.refunded >= 1, true, 'a refund was produced');
   const refunded = await projectedPacket(l, P, 'refunded');
   t.equal(refunded.refunded_amount, rest);
-  await new PacketKeeper(l.rt).runOnce(); // and once more, after the refund is projected
+  await keepers[0]!.runOnce(); // and once more, after the refund is projected
   await new Promise((r) => setTimeout(r, 500));
   const events = await l.rt.pool.query(`select count(*)::int as n from ledger_events where event_type = 'PacketRefunded'`);
   t.equal(events.rows[0].n, 1, 'one refund in the ledger');

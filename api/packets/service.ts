@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { checkPacket, claimFor, packetIdFor, splitShares, type PacketTerms } from '../../domain/packets.ts';
 import type { PacketCreated } from '../../domain/events.ts';
-import type { Currency } from '../../domain/money.ts';
+import { coversDebit, type Currency } from '../../domain/money.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { PacketGrabs } from '../../infra/packet-grabs.ts';
 import { ProjectionBehind } from '../../infra/projection-fence.ts';
@@ -87,35 +87,24 @@ export class PacketService {
     const existing = await this.request(packetId);
     if (existing) return { replayed: true, body: await this.replay(existing, { ...cmd, greeting, expiryMs }, audit) };
 
-    const client = await this.deps.pool.connect();
-    let row: RequestRow;
-    try {
-      await client.query('begin');
-      await this.debits.lock(client, senderId);
-      const raced = await this.request(packetId, client);
-      if (raced) {
-        await client.query('rollback');
-        return { replayed: true, body: await this.replay(raced, { ...cmd, greeting, expiryMs }, audit) };
-      }
-      const spendable = await this.debits.spendable(senderId, false, client);
-      if (cmd.amount > spendable) {
-        await client.query('rollback');
-        throw new ApiError(409, 'INSUFFICIENT_FUNDS', `the available balance is ${Math.max(0, spendable)} fen, less than the ${cmd.amount} this packet holds`, { available: Math.max(0, spendable) });
-      }
-      const inserted = await client.query<RequestRow>(
-        `insert into packet_requests(packet_id, sender_id, idempotency_key, amount, currency, share_count, shares, greeting, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9::double precision / 1000))
-         returning ${REQUEST_COLUMNS}`,
-        [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs],
-      );
-      await client.query('commit');
-      row = inserted.rows[0]!;
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    const decided = await this.debits.decide(senderId, {
+      existing: (client) => this.request(packetId, client),
+      record: async (client, spendable) => {
+        if (!coversDebit(spendable, cmd.amount)) {
+          const available = Math.max(0, spendable);
+          throw new ApiError(409, 'INSUFFICIENT_FUNDS', `the available balance is ${available} fen, less than the ${cmd.amount} this packet holds`, { available });
+        }
+        const inserted = await client.query<RequestRow>(
+          `insert into packet_requests(packet_id, sender_id, idempotency_key, amount, currency, share_count, shares, greeting, expires_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9::double precision / 1000))
+           returning ${REQUEST_COLUMNS}`,
+          [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs],
+        );
+        return inserted.rows[0]!;
+      },
+    });
+    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, { ...cmd, greeting, expiryMs }, audit) };
+    const row = decided.row;
     await this.publish(row, audit);
     await this.goLive(row);
     return { replayed: false, body: this.view(row) };

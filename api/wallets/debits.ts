@@ -13,9 +13,33 @@ import { account } from '../../domain/accounts.ts';
 export class WalletDebits {
   constructor(private readonly pool: pg.Pool) {}
 
-  /** Serialises the user's debit decisions until the transaction ends. */
-  async lock(client: pg.PoolClient, userId: string): Promise<void> {
-    await client.query('select pg_advisory_xact_lock(hashtext($1))', [`debit:${userId}`]);
+  /**
+   * Decides one debit under the user's lock, in one transaction: a request that raced in
+   * under the same key is returned as it is; otherwise `record` sees the spendable balance
+   * and either stores the request or throws (and nothing is written).
+   */
+  async decide<R>(userId: string, steps: {
+    existing(client: pg.PoolClient): Promise<R | null>;
+    record(client: pg.PoolClient, spendable: number): Promise<R>;
+  }): Promise<{ raced: boolean; row: R }> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('select pg_advisory_xact_lock(hashtext($1))', [`debit:${userId}`]);
+      const raced = await steps.existing(client);
+      if (raced) {
+        await client.query('rollback');
+        return { raced: true, row: raced };
+      }
+      const row = await steps.record(client, await this.spendable(userId, false, client));
+      await client.query('commit');
+      return { raced: false, row };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   /** The available balance (plus pending, if asked) minus the holds of accepted, unprojected debits. */

@@ -72,36 +72,22 @@ export class WithdrawalService {
       throw err;
     }
 
-    const client = await this.deps.pool.connect();
-    let row: RequestRow;
-    try {
-      await client.query('begin');
-      await this.debits.lock(client, userId);
-      const raced = await this.request(withdrawalId, client);
-      if (raced) {
-        await client.query('rollback');
-        return { replayed: true, body: await this.replay(raced, amount, currency, audit) };
-      }
-      const spendable = await this.debits.spendable(userId, false, client);
-      const refused = checkWithdrawal(amount, currency, spendable, terms);
-      if (refused) {
-        await client.query('rollback');
-        throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, spendable) });
-      }
-      const inserted = await client.query<RequestRow>(
-        `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency)
-         values ($1, $2, $3, $4, $5)
-         returning withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
-        [withdrawalId, userId, idempotencyKey, amount, currency],
-      );
-      await client.query('commit');
-      row = inserted.rows[0]!;
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    const decided = await this.debits.decide(userId, {
+      existing: (client) => this.request(withdrawalId, client),
+      record: async (client, spendable) => {
+        const refused = checkWithdrawal(amount, currency, spendable, terms);
+        if (refused) throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, spendable) });
+        const inserted = await client.query<RequestRow>(
+          `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency)
+           values ($1, $2, $3, $4, $5)
+           returning withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
+          [withdrawalId, userId, idempotencyKey, amount, currency],
+        );
+        return inserted.rows[0]!;
+      },
+    });
+    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, amount, currency, audit) };
+    const row = decided.row;
     await this.publish(row, audit);
     this.deps.reader.forgetBalance(userId);
     return { replayed: false, body: this.pendingView(row) };
