@@ -132,7 +132,9 @@ export class PacketGrabs {
   async init(s: PacketState): Promise<boolean> {
     const k = this.keys(s.packetId);
     const args = [
-      s.senderId, String(s.expiresAt), s.currency, String(s.count), String(s.expiresAt + KEEP_AFTER_EXPIRY_MS), s.closed ? '1' : '0', String(s.rest),
+      // A packet restored long after its expiry still gets a day, or its keys would vanish at once.
+      s.senderId, String(s.expiresAt), s.currency, String(s.count), String(Math.max(s.expiresAt + KEEP_AFTER_EXPIRY_MS, Date.now() + 86_400_000)),
+      s.closed ? '1' : '0', String(s.rest),
       String(s.remaining.length), ...s.remaining.map((r) => `${r.seq}|${r.amount}`),
       ...s.claims.flatMap((c) => [c.userId, `${c.share.seq}|${c.share.amount}|${c.share.claimedAt}`]),
     ];

@@ -117,3 +117,18 @@ t.test('Redis loses the packet: it is restored from the ledger, and no share is 
   await l.waitFor('finished', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'finished');
   t.equal(await count(l, 'select sum(amount)::int as n from packet_claims where packet_id = $1', [P]), 500);
 });
+
+t.test('a grabber withdrawing a share not yet credited: the withdrawal credits it first', async (t) => {
+  const l = await startTestLedger(t, { crediting: false });
+  await funded(l, 'w-sender', 1_000);
+  const created = await l.asUser('w-sender', 'POST', '/v1/packets', { amount: 300, currency: 'CNY', count: 1 }, { 'idempotency-key': 'withdraw-share-1' });
+  const P = created.json.packetId;
+  const got = await l.asUser('w-grabber', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(got.json.amount, 300, 'one share: the whole packet');
+  await l.waitFor('claim projected', async () => (await wallet(l, 'w-grabber')).pending === 300);
+  const res = await l.asUser('w-grabber', 'POST', '/v1/wallets/w-grabber/withdrawals', { amount: 300, currency: 'CNY' }, { 'idempotency-key': 'withdraw-share-key' });
+  t.equal(res.statusCode, 201, JSON.stringify(res.json));
+  await l.waitFor('withdrawal projected', async () => (await wallet(l, 'w-grabber')).withdrawing === 300);
+  t.match(await wallet(l, 'w-grabber'), { available: 0, pending: 0, withdrawing: 300 });
+  t.equal(await count(l, `select count(*)::int as n from ledger_events where event_type = 'PacketShareCredited'`), 1, 'credited once, by the withdrawal');
+});

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { creditFor } from '../../domain/grants.ts';
+import { shareCreditFor } from '../../domain/packets.ts';
 import type { WithdrawalRequested } from '../../domain/events.ts';
 import type { Currency } from '../../domain/money.ts';
 import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
@@ -135,20 +136,34 @@ export class WithdrawalService {
   }
 
   /**
-   * Credits the user's pending tokens now instead of behind the crediting backlog. The
-   * caller has waited until everything on the user's partition is projected, so no granted
-   * token is missed. The credits have the same event ids as the crediting processor's later
-   * copies, which therefore change nothing; then waits until the credits are projected.
+   * Credits the user's pending tokens, and red-packet shares already projected as claimed,
+   * now instead of behind the crediting backlog. The caller has waited until everything on
+   * the user's partition is projected, so no granted token is missed (a share claimed a
+   * moment ago on the sender's partition may be, and is credited as usual). The credits have
+   * the same event ids as the crediting processor's later copies, which therefore change
+   * nothing; then waits until the credits are projected.
    */
   private async forceCredit(userId: string, deadline: number): Promise<void> {
-    const { rows } = await this.deps.pool.query<{ token_id: string; activity_id: string; amount: number; currency: Currency }>(
-      `select token_id, activity_id, amount, currency from tokens where user_id = $1 and status = 'pending'`, [userId],
-    );
-    if (rows.length === 0) return;
+    const [{ rows: tokens }, { rows: shares }] = await Promise.all([
+      this.deps.pool.query<{ token_id: string; activity_id: string; amount: number; currency: Currency }>(
+        `select token_id, activity_id, amount, currency from tokens where user_id = $1 and status = 'pending'`, [userId],
+      ),
+      // Grabbed red-packet shares the ledger accepted and has not credited yet.
+      this.deps.pool.query<{ packet_id: string; amount: number; currency: Currency }>(
+        `select c.packet_id, c.amount, c.currency from packet_claims c
+          where c.user_id = $1 and not exists (select 1 from packet_credits k where k.packet_id = c.packet_id and k.user_id = c.user_id)`, [userId],
+      ),
+    ]);
+    if (tokens.length === 0 && shares.length === 0) return;
     const now = Date.now();
-    await this.deps.publisher.publishMany('TokenCredited', rows.map((r) => creditFor({
-      tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
-    }, now)));
+    await Promise.all([
+      this.deps.publisher.publishMany('TokenCredited', tokens.map((r) => creditFor({
+        tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
+      }, now))),
+      this.deps.publisher.publishMany('PacketShareCredited', shares.map((r) => shareCreditFor({
+        packetId: r.packet_id, userId, amount: r.amount, currency: r.currency, traceId: randomUUID(),
+      }, now))),
+    ]);
     await this.deps.fence.catchUp(userId, deadline);
   }
 
