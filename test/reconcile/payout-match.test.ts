@@ -138,5 +138,5 @@ t.test('the CSV quotes what must be quoted and neutralises spreadsheet formulas'
   t.match(row, /^missing_payout,,"'=HYPERLINK\(""x""\)",/);
   t.match(csv, /,-5,/, 'a negative number stays a number');
   t.match(csv, /,e1;e2,/);
-  t.match(csv, /"paid ""twice"", or\nnot"\n$/);
+  t.match(csv, /"paid ""twice"", or\nnot",\n$/, 'the message quoted, then the (empty) packetId column');
 });
