@@ -41,7 +41,7 @@ export class CreditingProcessor {
         const events = items.flatMap((it) => (it.event ? [it.event] : []));
         const accepted = await this.acceptedClaims(events, ctx);
         if (accepted === null) return 'stop';
-        const owed = events.filter((e) => (e.type === 'PacketClaimed' ? accepted.has(e.data.eventId) : creditOf(e, 0) !== null));
+        const owed = events.filter((e) => (e.type === 'PacketClaimed' ? accepted.has(e.data.eventId) : e.type === 'TokenIssued'));
         let done = 0;
         while (done < owed.length) {
           const got = await this.limiter.take(owed.length - done, ctx.isActive);
