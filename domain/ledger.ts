@@ -4,7 +4,7 @@ import type { EventMap, LedgerEvent } from './events.ts';
 import { checkWithdrawal, duplicateFlagEventIdFor, type WithdrawalRecord } from './withdrawals.ts';
 import { fundingEventIdFor, tokenIdFor } from './grants.ts';
 import {
-  claimEventIdFor, invalidSplit, refundEventIdFor, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
+  claimEventIdFor, invalidSplit, refundEventIdFor, unclaimedOf, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
 } from './packets.ts';
 
 /**
@@ -306,7 +306,7 @@ function packetClaimed(e: EventMap['PacketClaimed'], view: LedgerView): Effects 
 
 function packetRefunded(e: EventMap['PacketRefunded'], view: LedgerView): Effects {
   const p = view.packet(e.packetId);
-  const rest = p ? p.amount - p.claimedAmount : 0;
+  const rest = p ? unclaimedOf(p) : 0;
   const reason = !p ? 'no such packet'
     : p.status !== 'open' ? `the packet is ${p.status}`
     : e.occurredAt < p.expiresAt ? 'the packet has not expired'

@@ -158,6 +158,11 @@ export function refundEventIdFor(packetId: string): string {
   return deterministicId('PacketRefunded', packetId);
 }
 
+/** What no claim has taken: the refund at expiry. */
+export function unclaimedOf(p: Pick<PacketRecord, 'amount' | 'claimedAmount'>): number {
+  return p.amount - p.claimedAmount;
+}
+
 /** The best luck: the largest share, the earliest grab on a tie (then the lower seq). */
 export function bestLuck<C extends Pick<PacketClaimRecord, 'amount' | 'claimedAt' | 'seq'>>(claims: readonly C[]): C | null {
   let best: C | null = null;

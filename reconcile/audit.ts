@@ -8,7 +8,7 @@ import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-sto
 import type { LedgerEvent } from '../domain/events.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
-import { claimEventIdFor, shareCreditEventIdFor } from '../domain/packets.ts';
+import { claimEventIdFor, shareCreditEventIdFor, unclaimedOf } from '../domain/packets.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { Topics } from '../infra/config.ts';
 import { countByKind, type Difference } from './differences.ts';
@@ -317,9 +317,9 @@ async function packetDifferences(mem: MemoryLedger, check: ProjectionCheck, star
   const stillOpen = await check.openPackets(expired.map((p) => p.packetId));
   for (const p of expired.filter((x) => stillOpen.has(x.packetId))) {
     out.push({
-      kind: 'packet_refund_overdue', userId: p.senderId, packetId: p.packetId, currency: p.currency, expected: p.amount - p.claimedAmount, actual: 0,
+      kind: 'packet_refund_overdue', userId: p.senderId, packetId: p.packetId, currency: p.currency, expected: unclaimedOf(p), actual: 0,
       events: [p.packetId], repair: null,
-      message: `red packet ${p.packetId} of ${p.senderId} expired at ${new Date(p.expiresAt).toISOString()} with ${p.amount - p.claimedAmount} ${p.currency} unclaimed and was not refunded (is the packet keeper running?)`,
+      message: `red packet ${p.packetId} of ${p.senderId} expired at ${new Date(p.expiresAt).toISOString()} with ${unclaimedOf(p)} ${p.currency} unclaimed and was not refunded (is the packet keeper running?)`,
     });
   }
   return out;
