@@ -5,8 +5,11 @@ import type { Runtime } from '../infra/runtime.ts';
 import { PacketGrabs } from '../infra/packet-grabs.ts';
 import { ProjectionFence } from '../infra/projection-fence.ts';
 import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
+import { packetCreatedFrom, strandedPacketRequests } from '../infra/packet-requests.ts';
 
 export interface KeeperRound {
+  /** Accepted packets whose creation was never produced, produced now. */
+  stranded: number;
   /** Claims of grabs that had not been confirmed written, written now. */
   resent: number;
   /** Expired packets closed, and refunds produced. */
@@ -16,6 +19,9 @@ export interface KeeperRound {
 
 /**
  * Looks after red packets between the requests:
+ *  - a packet the API accepted but could not produce (and whose sender never retried) would
+ *    hold its total for ever; its PacketCreated is produced, and the packet goes live (the
+ *    first grab restores it into Redis) or, if already expired, is refunded whole;
  *  - a grab whose claim event was never confirmed (the API died between Redis and Kafka)
  *    gets its claim written, so the grabber ends up credited;
  *  - an expired packet is closed in Redis (no grab succeeds after that), every claim Redis
@@ -62,10 +68,17 @@ export class PacketKeeper {
   }
 
   async runOnce(now = Date.now()): Promise<KeeperRound> {
+    const stranded = await this.produceStranded();
     const resent = await this.resendUnsent(now);
     const { closed, refunded } = await this.refundExpired(now);
     this.rounds++;
-    return { resent, closed, refunded };
+    return { stranded, resent, closed, refunded };
+  }
+
+  private async produceStranded(): Promise<number> {
+    const rows = await strandedPacketRequests(this.rt.pool, this.rt.cfg.packetClaimSweepMs, this.opts.batch ?? 500);
+    await Promise.all(rows.map((r) => this.rt.publisher.publish('PacketCreated', packetCreatedFrom(r))));
+    return rows.length;
   }
 
   private async resendUnsent(now: number): Promise<number> {

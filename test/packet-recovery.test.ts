@@ -2,29 +2,22 @@ import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { PacketGrabs } from '../infra/packet-grabs.ts';
+import { openRuntime } from '../infra/runtime.ts';
+import { buildApp } from '../api/app.ts';
+import { packetIdFor } from '../domain/packets.ts';
 import { PacketKeeper } from '../streams/packet-keeper.ts';
 import { CreditingProcessor } from '../streams/crediting.ts';
-import { creditFor } from '../domain/grants.ts';
-import { startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
+import { fundedUser, startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
 import { audit, ofKind } from './helpers/audit.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-async function funded(l: TestLedger, userId: string, amount: number): Promise<void> {
-  const act = await l.activity({ budget: amount });
-  const res = await l.signed('POST', '/v1/grants', { activityId: act, sceneId: 's', orderNo: `fund-${userId}`, userId, amount, currency: 'CNY' });
-  if (res.statusCode !== 201) throw new Error(JSON.stringify(res.json));
-  // Credited by hand where no crediting processor runs (a redundant copy is a no-op where one does).
-  await l.waitFor('grant projected', async () => { const w = await wallet(l, userId); return w.pending + w.available === amount; });
-  await l.rt.publisher.publish('TokenCredited', creditFor({ tokenId: res.json.tokenId, activityId: act, traceId: 't', userId, amount, currency: 'CNY' }, Date.now()));
-  await l.waitFor(`${userId} funded`, async () => (await wallet(l, userId)).available === amount);
-}
 
 const count = async (l: TestLedger, sql: string, args: unknown[] = []) => (await l.rt.pool.query(sql, args)).rows[0].n as number;
 
 t.test('the crediting processor killed with SIGKILL between claim and credit: every grabber ends credited exactly once', async (t) => {
   const l = await startTestLedger(t, { crediting: false });
-  await funded(l, 'k-sender', 10_000);
+  await fundedUser(l, 'k-sender', 10_000);
   const created = await l.asUser('k-sender', 'POST', '/v1/packets', { amount: 5_000, currency: 'CNY', count: 40 }, { 'idempotency-key': 'kill-packet-1' });
   t.equal(created.statusCode, 201, JSON.stringify(created.json));
   const P = created.json.packetId;
@@ -71,7 +64,7 @@ t.test('the crediting processor killed with SIGKILL between claim and credit: ev
 
 t.test('an API that died between the Redis grab and the claim: the keeper writes the claim and the grabber is credited', async (t) => {
   const l = await startTestLedger(t, { crediting: true });
-  await funded(l, 'd-sender', 1_000);
+  await fundedUser(l, 'd-sender', 1_000);
   const created = await l.asUser('d-sender', 'POST', '/v1/packets', { amount: 600, currency: 'CNY', count: 3 }, { 'idempotency-key': 'died-packet-1' });
   const P = created.json.packetId;
   // The grab's first step only, as if the instance died before producing the claim.
@@ -99,7 +92,7 @@ t.test('an API that died between the Redis grab and the claim: the keeper writes
 
 t.test('Redis loses the packet: it is restored from the ledger, and no share is handed out twice', async (t) => {
   const l = await startTestLedger(t, { crediting: true });
-  await funded(l, 'r-sender', 1_000);
+  await fundedUser(l, 'r-sender', 1_000);
   const created = await l.asUser('r-sender', 'POST', '/v1/packets', { amount: 500, currency: 'CNY', count: 4 }, { 'idempotency-key': 'lost-packet-1' });
   const P = created.json.packetId;
   const first = await l.asUser('r-1', 'POST', `/v1/packets/${P}/grab`);
@@ -120,7 +113,7 @@ t.test('Redis loses the packet: it is restored from the ledger, and no share is 
 
 t.test('a grabber withdrawing a share not yet credited: the withdrawal credits it first', async (t) => {
   const l = await startTestLedger(t, { crediting: false });
-  await funded(l, 'w-sender', 1_000);
+  await fundedUser(l, 'w-sender', 1_000);
   const created = await l.asUser('w-sender', 'POST', '/v1/packets', { amount: 300, currency: 'CNY', count: 1 }, { 'idempotency-key': 'withdraw-share-1' });
   const P = created.json.packetId;
   const got = await l.asUser('w-grabber', 'POST', `/v1/packets/${P}/grab`);
@@ -131,4 +124,33 @@ t.test('a grabber withdrawing a share not yet credited: the withdrawal credits i
   await l.waitFor('withdrawal projected', async () => (await wallet(l, 'w-grabber')).withdrawing === 300);
   t.match(await wallet(l, 'w-grabber'), { available: 0, pending: 0, withdrawing: 300 });
   t.equal(await count(l, `select count(*)::int as n from ledger_events where event_type = 'PacketShareCredited'`), 1, 'credited once, by the withdrawal');
+});
+
+t.test('a packet accepted but never produced (and never retried): the keeper produces it, so its hold does not stay for ever', async (t) => {
+  const l = await startTestLedger(t, { crediting: true, config: { packetClaimSweepMs: 300 } });
+  await fundedUser(l, 's-sender', 1_000);
+  // An API instance that can no longer write to Kafka.
+  const rt2 = await openRuntime('api-cut-off', { namespace: l.ns });
+  const app2 = await buildApp(rt2, l.secrets);
+  t.teardown(async () => { await app2.close(); await rt2.close(); });
+  await rt2.producer.producer.disconnect();
+  const res = await app2.inject({
+    method: 'POST', url: '/v1/packets', payload: { amount: 600, currency: 'CNY', count: 3 },
+    headers: { authorization: `Bearer ${l.userToken('s-sender')}`, 'idempotency-key': 'stranded-packet-1' },
+  });
+  t.equal(res.statusCode, 503);
+  t.equal(JSON.parse(res.body).code, 'LEDGER_UNAVAILABLE');
+  const second = await l.asUser('s-sender', 'POST', '/v1/packets', { amount: 600, currency: 'CNY', count: 3 }, { 'idempotency-key': 'stranded-packet-2' });
+  t.equal(second.statusCode, 409, 'the accepted request holds its total');
+
+  await new Promise((r) => setTimeout(r, 400));
+  const keeper = new PacketKeeper(l.rt);
+  t.teardown(() => keeper.stop());
+  t.equal((await keeper.runOnce()).stranded, 1, 'the keeper produced the stranded creation');
+  const P = packetIdFor('s-sender', 'stranded-packet-1');
+  await l.waitFor('packet projected', async () => (await l.rt.pool.query('select 1 from packets where packet_id = $1', [P])).rowCount === 1);
+  t.match(await wallet(l, 's-sender'), { available: 400 }, 'the total moved to escrow once');
+  t.equal((await keeper.runOnce()).stranded, 0, 'and is not produced again');
+  const got = await l.asUser('s-grabber', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(got.statusCode, 201, 'the packet is live (restored into Redis by the first grab)');
 });

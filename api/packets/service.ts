@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { checkPacket, claimFor, packetIdFor, splitShares, type PacketTerms } from '../../domain/packets.ts';
-import type { PacketCreated } from '../../domain/events.ts';
-import { coversDebit, type Currency } from '../../domain/money.ts';
+import { coversDebit } from '../../domain/money.ts';
+import { PACKET_REQUEST_COLUMNS, packetCreatedFrom, type PacketRequestRow } from '../../infra/packet-requests.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { PacketGrabs } from '../../infra/packet-grabs.ts';
 import { ProjectionBehind } from '../../infra/projection-fence.ts';
@@ -46,13 +46,8 @@ export interface GrabbedView {
 
 export const DEFAULT_GREETING = '恭喜发财，大吉大利';
 
-interface RequestRow {
-  packet_id: string; sender_id: string; amount: number; currency: Currency; share_count: number; shares: (string | number)[];
-  greeting: string; created_ms: number; expires_ms: number;
-}
-
-const REQUEST_COLUMNS = `packet_id, sender_id, amount, currency, share_count, shares, greeting,
-  (extract(epoch from created_at) * 1000)::bigint as created_ms, (extract(epoch from expires_at) * 1000)::bigint as expires_ms`;
+type RequestRow = PacketRequestRow;
+const REQUEST_COLUMNS = PACKET_REQUEST_COLUMNS;
 
 /**
  * Sending and grabbing group red packets.
@@ -85,7 +80,7 @@ export class PacketService {
 
     const packetId = packetIdFor(senderId, idempotencyKey);
     const existing = await this.request(packetId);
-    if (existing) return { replayed: true, body: await this.replay(existing, { ...cmd, greeting, expiryMs }, audit) };
+    if (existing) return { replayed: true, body: await this.replay(existing, { ...cmd, greeting, expiryMs }) };
 
     const decided = await this.debits.decide(senderId, {
       existing: (client) => this.request(packetId, client),
@@ -95,17 +90,19 @@ export class PacketService {
           throw new ApiError(409, 'INSUFFICIENT_FUNDS', `the available balance is ${available} fen, less than the ${cmd.amount} this packet holds`, { available });
         }
         const inserted = await client.query<RequestRow>(
-          `insert into packet_requests(packet_id, sender_id, idempotency_key, amount, currency, share_count, shares, greeting, expires_at)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9::double precision / 1000))
+          `insert into packet_requests(packet_id, sender_id, idempotency_key, amount, currency, share_count, shares, greeting, expires_at,
+                                       requested_by, client_address, request_id)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9::double precision / 1000), $10, $11, $12)
            returning ${REQUEST_COLUMNS}`,
-          [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs],
+          [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs,
+            audit.requestedBy, audit.clientAddress, audit.requestId],
         );
         return inserted.rows[0]!;
       },
     });
-    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, { ...cmd, greeting, expiryMs }, audit) };
+    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, { ...cmd, greeting, expiryMs }) };
     const row = decided.row;
-    await this.publish(row, audit);
+    await this.publish(row);
     await this.goLive(row);
     return { replayed: false, body: this.view(row) };
   }
@@ -144,34 +141,31 @@ export class PacketService {
     try {
       return await this.deps.restorer.restore(packetId, Date.now() + (this.deps.restoreMs ?? 3_000));
     } catch (err) {
-      if (err instanceof ProjectionBehind) throw new ApiError(503, 'PACKET_BUSY', 'This red packet is being restored; grab again in a moment.');
+      // Restoring needs the log's end offsets; a Kafka outage is ours, answered like a lagging projection.
+      if (err instanceof ProjectionBehind || (err instanceof Error && err.name.startsWith('KafkaJS'))) {
+        throw new ApiError(503, 'PACKET_BUSY', 'This red packet is being restored; grab again in a moment.');
+      }
       throw err;
     }
   }
 
   /** A retry with the same key: the same packet, its event produced again (a no-op if it landed). */
-  private async replay(existing: RequestRow, cmd: CreatePacket & { greeting: string; expiryMs: number }, audit: PacketAudit): Promise<CreatedPacket> {
+  private async replay(existing: RequestRow, cmd: CreatePacket & { greeting: string; expiryMs: number }): Promise<CreatedPacket> {
     const same = existing.amount === cmd.amount && existing.currency === cmd.currency && existing.share_count === cmd.count
       && existing.greeting === cmd.greeting && existing.expires_ms - existing.created_ms === cmd.expiryMs;
     if (!same) throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different red packet.');
-    await this.publish(existing, audit);
+    await this.publish(existing);
     // Not put live from the request: it may have been grabbed since. If Redis lacks it, the
     // first grab restores it from the ledger, claims included.
     return this.view(existing);
   }
 
-  private async publish(row: RequestRow, audit: PacketAudit): Promise<void> {
-    // Everything comes from the stored request, so every re-send is the identical event.
-    const event: PacketCreated = {
-      eventId: row.packet_id, occurredAt: row.created_ms, activityId: '', traceId: audit.requestId,
-      packetId: row.packet_id, senderId: row.sender_id, amount: row.amount, currency: row.currency, count: row.share_count,
-      shares: row.shares.map(Number), greeting: row.greeting, expiresAt: row.expires_ms,
-      requestedBy: audit.requestedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
-    };
+  private async publish(row: RequestRow): Promise<void> {
     try {
-      await this.deps.publisher.publish('PacketCreated', event);
+      await this.deps.publisher.publish('PacketCreated', packetCreatedFrom(row));
     } catch {
-      // The request holds its amount until it is produced: a retry with the same key produces it.
+      // The request holds its amount until it is produced: a retry with the same key produces
+      // it, or else the packet keeper does.
       throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The red packet could not be recorded right now; retry with the same Idempotency-Key.');
     }
   }
