@@ -4,18 +4,10 @@ import { invalidSplit, packetIdFor } from '../domain/packets.ts';
 import { PacketGrabs } from '../infra/packet-grabs.ts';
 import { checkInvariants } from '../projections/invariants.ts';
 import { PacketKeeper } from '../streams/packet-keeper.ts';
-import { startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
+import { fundedUser, startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
 import { audit } from './helpers/audit.ts';
 
 const PACKETS = { packetMinExpiryMs: 1_000 };
-
-/** Gives a user an available balance: a granted reward, credited. */
-async function funded(l: TestLedger, userId: string, amount: number): Promise<void> {
-  const act = await l.activity({ budget: amount });
-  const res = await l.signed('POST', '/v1/grants', { activityId: act, sceneId: 's', orderNo: `fund-${userId}`, userId, amount, currency: 'CNY' });
-  if (res.statusCode !== 201) throw new Error(JSON.stringify(res.json));
-  await l.waitFor(`${userId} funded`, async () => (await wallet(l, userId)).available === amount);
-}
 
 const send = (l: TestLedger, sender: string, key: string, body: Record<string, unknown>) =>
   l.asUser(sender, 'POST', '/v1/packets', body, { 'idempotency-key': key });
@@ -35,7 +27,7 @@ async function allCredited(l: TestLedger, packetId: string, n: number) {
 
 t.test('send, grab, credit: the total moves to escrow, shares reach each grabber once, details show the best luck', async (t) => {
   const l = await startTestLedger(t, { crediting: true, config: PACKETS });
-  await funded(l, 'p-sender', 10_000);
+  await fundedUser(l, 'p-sender', 10_000);
   const created = await send(l, 'p-sender', 'packet-0001', { amount: 1_000, currency: 'CNY', count: 5, greeting: '新年快乐' });
   t.equal(created.statusCode, 201, JSON.stringify(created.json));
   const P = created.json.packetId;
@@ -111,7 +103,7 @@ t.test('send, grab, credit: the total moves to escrow, shares reach each grabber
 
 t.test('1,000 concurrent grabbers on a packet of 10: exactly 10 claims, summing to the total', async (t) => {
   const l = await startTestLedger(t, { crediting: true, config: PACKETS });
-  await funded(l, 'hot-sender', 5_000);
+  await fundedUser(l, 'hot-sender', 5_000);
   const created = await send(l, 'hot-sender', 'hot-packet-1', { amount: 888, currency: 'CNY', count: 10 });
   t.equal(created.statusCode, 201);
   const P = created.json.packetId;
@@ -136,7 +128,7 @@ t.test('1,000 concurrent grabbers on a packet of 10: exactly 10 claims, summing 
 
 t.test('expiry: the unclaimed rest is refunded once, with two keepers racing and one that crashed midway', async (t) => {
   const l = await startTestLedger(t, { crediting: true, config: PACKETS });
-  await funded(l, 'exp-sender', 3_000);
+  await fundedUser(l, 'exp-sender', 3_000);
   const created = await send(l, 'exp-sender', 'expiring-1', { amount: 1_000, currency: 'CNY', count: 4, expirySeconds: 2 });
   t.equal(created.statusCode, 201);
   const P = created.json.packetId;
@@ -188,7 +180,7 @@ t.test('expiry: the unclaimed rest is refunded once, with two keepers racing and
 
 t.test('bad input gets a clear 4xx and writes nothing', async (t) => {
   const l = await startTestLedger(t, { crediting: true, config: PACKETS });
-  await funded(l, 'bad-sender', 500);
+  await fundedUser(l, 'bad-sender', 500);
   const before = (await l.rt.pool.query('select count(*)::int as n from ledger_events')).rows[0].n;
   const cases: [string, Record<string, unknown>, number, string, RegExp?][] = [
     ['count above the total in fen', { amount: 5, currency: 'CNY', count: 6 }, 422, 'COUNT_ABOVE_TOTAL', /5 fen cannot give 6 shares/],

@@ -10,6 +10,7 @@ import { signRequest } from '../../api/auth/upstream-signature.ts';
 import { LedgerProjector } from '../../projections/ledger-projector.ts';
 import { CreditingProcessor } from '../../streams/crediting.ts';
 import { MemoryLedger } from '../../domain/ledger.ts';
+import { creditFor } from '../../domain/grants.ts';
 import { replayTopics } from '../../reconcile/replay.ts';
 import { PayoutProcessor } from '../../streams/payouts.ts';
 import { PaymentProviderClient } from '../../streams/payment-provider-client.ts';
@@ -162,4 +163,18 @@ export async function wallet(l: TestLedger, userId: string) {
   const res = await l.asUser(userId, 'GET', `/v1/wallets/${userId}`);
   if (res.statusCode !== 200) throw new Error(`wallet read failed: ${JSON.stringify(res.json)}`);
   return res.json;
+}
+
+/**
+ * Gives a user an available balance the way the ledger does: a funded activity, a granted
+ * reward, its credit. The credit is produced here, so it works without a crediting processor
+ * (where one runs, its copy of the credit is a no-op).
+ */
+export async function fundedUser(l: TestLedger, userId: string, amount: number): Promise<void> {
+  const act = await l.activity({ budget: amount });
+  const res = await l.signed('POST', '/v1/grants', { activityId: act, sceneId: 's', orderNo: `fund-${userId}`, userId, amount, currency: 'CNY' });
+  if (res.statusCode !== 201) throw new Error(JSON.stringify(res.json));
+  await l.waitFor('grant projected', async () => { const w = await wallet(l, userId); return w.pending + w.available === amount; });
+  await l.rt.publisher.publish('TokenCredited', creditFor({ tokenId: res.json.tokenId, activityId: act, traceId: 't', userId, amount, currency: 'CNY' }, Date.now()));
+  await l.waitFor(`${userId} funded`, async () => (await wallet(l, userId)).available === amount);
 }
