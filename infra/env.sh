@@ -37,5 +37,5 @@ wait_for() { # wait_for SECONDS DESCRIPTION CMD...
     [ $SECONDS -ge $deadline ] && return 1
     sleep 0.5
   done
-  log "$what is ready"
+  [ -z "$what" ] || log "$what is ready"
 }

@@ -74,22 +74,43 @@ if ! registry_up; then
   fi
   app="$LOCAL/apicurio-$APICURIO_VERSION"
   if [ ! -f "$app/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]; then
-    mkdir -p "$app" && tar -xzf "$tarball" -C "$app"
+    # Unpacked beside and renamed into place, so an interrupted unpack is never taken for a
+    # complete one by the next run.
+    rm -rf "$app" "$app.part" && mkdir -p "$app.part" && tar -xzf "$tarball" -C "$app.part" && mv "$app.part" "$app"
   fi
-  log "starting Apicurio Registry $APICURIO_VERSION on port $REGISTRY_PORT (storage: Postgres $REGISTRY_DB)"
-  # Started from a subshell that first changes directory, and `exec`s java so the recorded
-  # pid is the JVM itself (down.sh must be able to stop it).
-  (
-    cd "$app"
-    export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
-      APICURIO_DATASOURCE_URL="jdbc:postgresql://$PGHOST_LOCAL:$PGPORT_LOCAL/$REGISTRY_DB" \
-      APICURIO_DATASOURCE_USERNAME="$PGUSER_LOCAL" APICURIO_DATASOURCE_PASSWORD=unused \
-      APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 APICURIO_DATASOURCE_JDBC_MAX_SIZE=10 \
-      QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1
-    exec nohup java -Xms128m -Xmx512m -jar "apicurio-registry-app-$APICURIO_VERSION-runner.jar" >"$LOGS/registry.out" 2>&1
-  ) &
-  echo $! > "$LOCAL/registry.pid"
-  wait_for 120 "Schema registry" registry_up || die "the schema registry did not start: see $LOGS/registry.out"
+  if port_open 127.0.0.1 "$REGISTRY_PORT"; then
+    die "port $REGISTRY_PORT is taken by something that is not answering as a schema registry ($SCHEMA_REGISTRY_URL/subjects). Stop it, or set REGISTRY_PORT and SCHEMA_REGISTRY_URL."
+  fi
+  start_registry() {
+    log "starting Apicurio Registry $APICURIO_VERSION on port $REGISTRY_PORT (storage: Postgres $REGISTRY_DB)"
+    # Started from a subshell that first changes directory, and `exec`s java so the recorded
+    # pid is the JVM itself (down.sh must be able to stop it).
+    (
+      cd "$app"
+      export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
+        APICURIO_DATASOURCE_URL="jdbc:postgresql://$PGHOST_LOCAL:$PGPORT_LOCAL/$REGISTRY_DB" \
+        APICURIO_DATASOURCE_USERNAME="$PGUSER_LOCAL" APICURIO_DATASOURCE_PASSWORD=unused \
+        APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 APICURIO_DATASOURCE_JDBC_MAX_SIZE=10 \
+        QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1
+      exec nohup java -Xms128m -Xmx512m -jar "apicurio-registry-app-$APICURIO_VERSION-runner.jar" >>"$LOGS/registry.out" 2>&1
+    ) &
+    echo $! > "$LOCAL/registry.pid"
+  }
+  # Up, or the JVM has exited (no point waiting out the timeout for a dead process).
+  registry_settled() { registry_up || ! kill -0 "$(cat "$LOCAL/registry.pid")" 2>/dev/null; }
+  show_registry_log() { log "last lines of $LOGS/registry.out:"; tail -n 40 "$LOGS/registry.out" >&2 || true; }
+  : > "$LOGS/registry.out"
+  # A cold JVM on a loaded two-core machine can take minutes, and a first start against an
+  # empty database creates its tables: one retry covers a start that died on the way.
+  for attempt in 1 2; do
+    start_registry
+    wait_for 240 "" registry_settled || true
+    registry_up && { log "Schema registry is ready"; break; }
+    show_registry_log
+    pid=$(cat "$LOCAL/registry.pid"); kill "$pid" 2>/dev/null || true; sleep 2; kill -9 "$pid" 2>/dev/null || true
+    [ "$attempt" = 2 ] && die "the schema registry did not start (twice): see $LOGS/registry.out"
+    log "retrying the schema registry once"
+  done
 fi
 
 log "all up: KAFKA_BROKERS=$KAFKA_BROKERS SCHEMA_REGISTRY_URL=$SCHEMA_REGISTRY_URL DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL"
