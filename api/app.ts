@@ -22,6 +22,11 @@ import { PacketGrabs } from '../infra/packet-grabs.ts';
 import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
 import type { PacketTerms } from '../domain/packets.ts';
 import type { Config } from '../infra/config.ts';
+import { CampaignCatalog, CampaignStore } from '../infra/campaign-store.ts';
+import { DrawQuotas } from '../infra/draw-quotas.ts';
+import { DrawService } from './draws/service.ts';
+import { drawRoutes } from './draws/routes.ts';
+import { consumptionOf } from '../projections/draw-reader.ts';
 
 export interface AppSecrets {
   tokenSigningKeyPem: string;
@@ -34,7 +39,14 @@ export interface AppSecrets {
 export const BODY_LIMIT = 16 * 1024;
 
 /** The HTTP API: each route group is its own plugin with its schemas beside it. */
-export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+export interface AppOptions {
+  logger?: boolean;
+  /** Draw clock and randomness: tests pin them; production uses the wall clock and crypto. */
+  drawClock?: () => number;
+  drawRandom?: () => number;
+}
+
+export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: BODY_LIMIT,
@@ -61,6 +73,23 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
   const budget = new BudgetStore(rt.redis, rt.cfg.namespace, rt.cfg.orderRetentionSec);
   const signer = tokenSigner(secrets.tokenSigningKeyPem, rt.cfg.tokenKeyId);
   const grants = new GrantService({ activities, budget, signer, publisher: rt.publisher });
+  const settings = new WalletSettingsStore(rt.pool);
+  const fence = new ProjectionFence(rt);
+  app.addHook('onClose', () => fence.close());
+
+  const campaignStore = new CampaignStore(rt.pool);
+  const catalog = new CampaignCatalog(campaignStore, rt.cfg.campaignPollMs, (err) => rt.log.warn('campaign configuration poll failed', { err }));
+  await catalog.start();
+  app.addHook('onClose', async () => catalog.stop());
+  const draws = new DrawService({
+    catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), budget, grants, publisher: rt.publisher,
+    settle: async () => {
+      await new Promise((r) => setTimeout(r, rt.cfg.drawRestoreGraceMs));
+      await fence.catchUpAll(Date.now() + rt.cfg.drawRestoreWaitMs);
+    },
+    consumption: (activityId, childId) => consumptionOf(rt.pool, activityId, childId),
+    restoreWaitMs: rt.cfg.drawRestoreWaitMs + rt.cfg.drawRestoreGraceMs, now: opts.drawClock, random: opts.drawRandom,
+  });
 
   await app.register(upstreamAuth, { keys: secrets.upstreamKeys, redis: rt.redis, noncePrefix: rt.cfg.namespace });
   await app.register(async (upstream) => {
@@ -68,10 +97,8 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
       route.config = { ...(route.config ?? {}), upstreamAuth: true };
     });
     await upstream.register(grantRoutes, { grants });
+    await upstream.register(drawRoutes, { draws });
   });
-  const settings = new WalletSettingsStore(rt.pool);
-  const fence = new ProjectionFence(rt);
-  app.addHook('onClose', () => fence.close());
   const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
   const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
@@ -85,6 +112,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: { logger?
   await app.register(adminRoutes, {
     adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
     invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
+    campaigns: { store: campaignStore, catalog },
   });
 
   app.get('/health', async () => {

@@ -37,6 +37,8 @@ function describeValidation(errors: AjvError[], context: string): ErrorBody {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {
     if (err instanceof ApiError) {
+      const retryAfterMs = (err.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+      if (typeof retryAfterMs === 'number') void reply.header('retry-after', String(Math.ceil(retryAfterMs / 1000)));
       return reply.status(err.status).send({ code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) });
     }
     if (err.validation) return reply.status(400).send(describeValidation(err.validation, err.validationContext ?? 'request'));

@@ -4,7 +4,6 @@
 // token (signed before the rounds; a grabber is new to each hot packet, so the API verifies
 // nearly every token it sees).
 // Run alone with `tsx bench/packets.ts`, or as part of `npm run bench`.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -13,9 +12,9 @@ import { openRuntime, removeNamespace, setupNamespace } from '../infra/runtime.t
 import { generateSigningKeyPem, publicKeyOf } from '../domain/tokens.ts';
 import { signUserToken } from '../api/auth/user-jwt.ts';
 import { creditFor, fundingEventIdFor, tokenIdFor } from '../domain/grants.ts';
+import { processGroup, waitHttp } from './processes.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const log = (s: string) => process.stderr.write(`[bench:packets] ${s}\n`);
 const API_PORT = 3110;
 const BARE_PORT = 3111;
@@ -47,19 +46,8 @@ export async function benchGrabs(rounds: number, roundMs: number, concurrency: n
     USER_TOKEN_PUBLIC_KEYS: JSON.stringify({ 'bench-user': publicKeyOf(userKey).export({ type: 'spki', format: 'pem' }) }),
     PACKET_MAX_COUNT: String(HOT_SHARES), PACKET_MAX_AMOUNT: String(HOT_SHARES * 10),
   };
-  const children: ChildProcess[] = [];
-  const run = (script: string) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
-    children.push(c);
-    return c;
-  };
-  const waitHttp = async (url: string) => {
-    for (let i = 0; i < 150; i++) {
-      if (await fetch(url).then((r) => r.status < 500, () => false)) return;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new Error(`${url} did not come up`);
-  };
+  const procs = processGroup(env);
+  const run = (script: string) => procs.run(script);
   const pool = new pg.Pool({ connectionString: cfg.databaseUrl, options: `-c search_path=${ns}` });
   const bearer = (userId: string) => `Bearer ${signUserToken(userKey, 'bench-user', userId, { ttlSec: 3600 })}`;
   try {
@@ -141,8 +129,7 @@ export async function benchGrabs(rounds: number, roundMs: number, concurrency: n
       rounds: { hot: res.hot.map((x) => Math.round(x.rps)), many: res.many.map((x) => Math.round(x.rps)), turnedAway: res.turnedAway.map((x) => Math.round(x.rps)), bare: res.bare.map((x) => Math.round(x.rps)) },
     };
   } finally {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))));
+    await procs.stopAll();
     await pool.end();
     await removeNamespace(rt).catch((err) => log(`cleanup failed: ${err}`));
     await rt.close();

@@ -3,7 +3,6 @@
 // to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50),
 // BENCH_AUDIT_EVENTS (1,000,000: the replay-audit log; bench/audit.ts runs that part alone;
 // bench/packets.ts runs the red-packet grabs alone).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +16,11 @@ import { signUserToken } from '../api/auth/user-jwt.ts';
 import { tokenIdFor, creditFor } from '../domain/grants.ts';
 import { withdrawalIdFor } from '../domain/withdrawals.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
+import { processGroup, stopProcess, waitHttp } from './processes.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 import { benchAudit } from './audit.ts';
 import { benchGrabs } from './packets.ts';
+import { benchDraws } from './draws.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -45,24 +46,9 @@ const childEnv = {
   PROVIDER_PORT: String(PROVIDER_PORT), PROVIDER_URL: `http://127.0.0.1:${PROVIDER_PORT}`, PROVIDER_API_KEY: providerKey,
   PROVIDER_CAPACITY_PER_SEC: String(PAYOUT_CAPACITY), PROVIDER_LATENCY_MS: '5', PAYOUT_RATE_PER_SEC: String(PAYOUT_CAPACITY),
 };
-const children: ChildProcess[] = [];
-const run = (script: string, env: Record<string, string> = {}) => {
-  const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: { ...childEnv, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(c);
-  return c;
-};
-const stop = async (c: ChildProcess) => {
-  if (c.exitCode !== null) return;
-  c.kill('SIGTERM');
-  await new Promise((r) => c.once('exit', r));
-};
-const waitHttp = async (url: string) => {
-  for (let i = 0; i < 150; i++) {
-    if (await fetch(url).then((r) => r.status < 500, () => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not come up`);
-};
+const procs = processGroup(childEnv);
+const run = procs.run;
+const stop = stopProcess;
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
 async function main() {
@@ -164,6 +150,7 @@ async function main() {
   const payouts = await benchPayouts(pool);
   await pool.end();
   const grabs = await benchGrabs(ROUNDS, ROUND_MS, CONCURRENCY);
+  const draws = await benchDraws(ROUNDS, ROUND_MS, CONCURRENCY);
   const audit = await benchAudit(ROUNDS);
 
   const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
@@ -177,6 +164,7 @@ async function main() {
     walletReads: reads,
     payouts,
     grabs,
+    draws,
     audit,
   };
   mkdirSync(`${root}/.local`, { recursive: true });
@@ -198,6 +186,8 @@ async function main() {
 | hot-packet grab latency p50 / p99 (ms) | ${grabs.hot.p50.toFixed(1)} / ${grabs.hot.p99.toFixed(1)} | ${grabs.bare.p50.toFixed(1)} / ${grabs.bare.p99.toFixed(1)} | |
 | grabs/s across 2,000 packets (each a claim) vs bare fastify POST; p99 | ${grabs.many.rps.toFixed(0)}; ${grabs.many.p99.toFixed(1)} ms | ${grabs.bare.rps.toFixed(0)} | ${(grabs.many.rps / grabs.bare.rps).toFixed(2)} |
 | grabs/s turned away (empty packet) vs bare fastify POST; p99 | ${grabs.turnedAway.rps.toFixed(0)}; ${grabs.turnedAway.p99.toFixed(1)} ms | ${grabs.bare.rps.toFixed(0)} | ${(grabs.turnedAway.rps / grabs.bare.rps).toFixed(2)} |
+| lottery draws/s, POST /v1/draws (${(draws.draws.winShare * 100).toFixed(0)}% won) vs bare fastify POST | ${draws.draws.rps.toFixed(0)} | ${draws.bare.rps.toFixed(0)} | ${(draws.draws.rps / draws.bare.rps).toFixed(2)} |
+| draw latency p50 / p99 (ms) | ${draws.draws.p50.toFixed(1)} / ${draws.draws.p99.toFixed(1)} | ${draws.bare.p50.toFixed(1)} / ${draws.bare.p99.toFixed(1)} | |
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
 | replay-audit events/s (whole log of ${audit.events}) vs raw kafkajs consume + Avro decode | ${audit.auditPerSec.toFixed(0)} | ${audit.rawPerSec.toFixed(0)} | ${audit.ratio.toFixed(2)} |
 | ${audit.events}-event audit: time / peak RSS (raw read: peak RSS) | ${audit.auditSeconds.toFixed(1)} s / ${audit.auditPeakRssMiB} MiB | ${audit.rawPeakRssMiB} MiB | |
@@ -300,7 +290,7 @@ async function benchPayouts(pool: pg.Pool) {
 try {
   await main();
 } finally {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await procs.stopAll('SIGKILL');
   const rt = await openRuntime('bench-cleanup', { namespace: ns });
   await removeNamespace(rt).catch((err) => log(`cleanup failed: ${err}`));
   await rt.close();

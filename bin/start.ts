@@ -43,6 +43,25 @@ for (let i = 0; i < 100; i++) {
 const admin = { authorization: `Bearer ${secrets.adminToken}`, 'content-type': 'application/json' };
 await fetch(`${base}/v1/admin/activities/demo-rain`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'Demo red-packet rain', currency: 'CNY', maxSingleGrant: 20_000 }) });
 await fetch(`${base}/v1/admin/activities/demo-rain/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
+// A demo lottery campaign (a shake with cash and a frame), put once; its formal child's budget funded.
+if ((await fetch(`${base}/v1/admin/campaigns/demo-shake/config`, { headers: admin })).status === 404) {
+  const from = new Date(Date.now() - 60_000).toISOString();
+  const until = new Date(Date.now() + 365 * 86_400_000).toISOString();
+  await fetch(`${base}/v1/admin/campaigns/demo-shake/config?note=demo`, {
+    method: 'PUT', headers: admin,
+    body: JSON.stringify({
+      activityId: 'demo-shake', name: 'Demo shake', currency: 'CNY',
+      children: [{
+        childId: 'formal', stage: 'formal', startsAt: from, endsAt: until, winLimit: 3,
+        scenes: [{
+          sceneId: 'shake', awardType: 'cash', statementText: 'Demo shake', rateLimit: { draws: 10, perMs: 5_000 }, stockControl: true, reconcile: true,
+          pool: { poolId: 'main', noWinWeight: 50, prizes: [{ prizeId: 'cash-88', name: '0.88 CNY', weight: 40, quota: 10_000, amount: 88, maxPerSlice: 100 }, { prizeId: 'cash-888', name: '8.88 CNY', weight: 10, quota: 100, amount: 888 }] },
+        }],
+      }],
+    }),
+  });
+}
+await fetch(`${base}/v1/admin/activities/demo-shake:formal/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
 
 console.log(`
 Hongbao Ledger is running (namespace "${cfg.namespace}").
@@ -55,6 +74,7 @@ Hongbao Ledger is running (namespace "${cfg.namespace}").
 Try it:
   curl ${base}/health
   npm run grant -- u-alice 88        # a signed upstream grant of 0.88 CNY to u-alice in "demo-rain"
+  npm run draw -- u-alice            # a signed lottery draw for u-alice in "demo-shake"
   TOKEN=$(npm run -s user-token -- u-alice)
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice
   curl -H "authorization: Bearer $TOKEN" ${base}/v1/wallets/u-alice/statement

@@ -166,6 +166,53 @@ export interface PacketRefunded extends Envelope {
   currency: Currency;
 }
 
+/**
+ * A lottery draw, won or not (every draw is recorded). activityId is the parent activity
+ * upstream sent; childId is the child that was live. A cash win is granted by the TokenIssued
+ * whose id is fulfilmentId, a goods win by the GoodsGranted with that id; both carry the order
+ * number drawOrderNo(drawId). Key: (activityId, drawId). On the drawer's wallet partition.
+ */
+export interface LotteryDrawn extends Envelope {
+  drawId: string;
+  userId: string;
+  childId: string;
+  sceneId: string;
+  poolId: string;
+  configVersion: number;
+  outcome: 'won' | 'no_win';
+  /** Why not: 'no_win_drawn', 'pool_empty' or 'win_limit'; empty for a win. */
+  reason: string;
+  prizeId: string;
+  /** 'cash' or 'goods' for a win, empty otherwise. */
+  awardType: string;
+  /** Cash: minor units; 0 otherwise. */
+  prizeAmount: number;
+  currency: Currency;
+  itemId: string;
+  quantity: number;
+  fulfilmentId: string;
+  /** Audit: which upstream service asked, from which address, with which request. */
+  requestedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
+/**
+ * Virtual goods (an avatar frame, a bubble) granted to a user. No money moves; the grant is
+ * once per order. activityId is the ledger activity (a child activity's). Key: (activityId, orderNo).
+ */
+export interface GoodsGranted extends Envelope {
+  grantId: string;
+  orderNo: string;
+  userId: string;
+  sceneId: string;
+  itemId: string;
+  quantity: number;
+  grantedBy: string;
+  clientAddress: string;
+  requestId: string;
+}
+
 export interface EventMap {
   BudgetFunded: BudgetFunded;
   TokenIssued: TokenIssued;
@@ -179,10 +226,13 @@ export interface EventMap {
   PacketClaimed: PacketClaimed;
   PacketShareCredited: PacketShareCredited;
   PacketRefunded: PacketRefunded;
+  LotteryDrawn: LotteryDrawn;
+  GoodsGranted: GoodsGranted;
 }
 export type EventType = keyof EventMap;
 export type LedgerEvent = { [K in EventType]: { type: K; data: EventMap[K] } }[EventType];
 export const EVENT_TYPES: readonly EventType[] = [
   'BudgetFunded', 'TokenIssued', 'TokenCredited', 'WithdrawalRequested', 'PayoutSettled', 'PayoutFailed', 'PayoutAttemptFailed',
   'PayoutDuplicateFlagged', 'PacketCreated', 'PacketClaimed', 'PacketShareCredited', 'PacketRefunded',
+  'LotteryDrawn', 'GoodsGranted',
 ];

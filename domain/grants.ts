@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { deterministicId } from './ids.ts';
+import { DRAW_ORDER_PREFIX } from './campaigns.ts';
 import { isPositiveMinorUnits, type Currency } from './money.ts';
 import type { TokenCredited } from './events.ts';
 
@@ -27,9 +28,15 @@ export interface ActivityTerms {
 export type GrantRejection =
   | { code: 'AMOUNT_NOT_POSITIVE_INTEGER'; message: string }
   | { code: 'AMOUNT_OVER_CAP'; message: string }
-  | { code: 'CURRENCY_MISMATCH'; message: string };
+  | { code: 'CURRENCY_MISMATCH'; message: string }
+  | { code: 'ORDER_NO_RESERVED'; message: string };
 
 export function checkGrant(cmd: GrantCommand, terms: ActivityTerms): GrantRejection | null {
+  // A direct grant under a draw's order number would take the draw's token id: the winner told
+  // of a prize would get that grant's amount, or nothing.
+  if (cmd.orderNo.startsWith(DRAW_ORDER_PREFIX)) {
+    return { code: 'ORDER_NO_RESERVED', message: `order numbers starting "${DRAW_ORDER_PREFIX}" are reserved for lottery draws` };
+  }
   if (!isPositiveMinorUnits(cmd.amount)) {
     return { code: 'AMOUNT_NOT_POSITIVE_INTEGER', message: 'amount must be a positive whole number of fen' };
   }

@@ -6,6 +6,7 @@ import { fundingEventIdFor, tokenIdFor } from './grants.ts';
 import {
   claimEventIdFor, invalidSplit, refundEventIdFor, unclaimedOf, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
 } from './packets.ts';
+import { drawEventIdFor, goodsGrantIdFor, type DrawWinRecord, type GoodsGrantRecord } from './campaigns.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -25,6 +26,8 @@ import {
  *  I7. A red packet pays out at most its split: each share once, to one user each (the claim's
  *      id is derived from packet and user), never after the packet closed or expired, and the
  *      refund is exactly what no claim took. Escrow therefore never goes below zero.
+ *  I8. A lottery draw and a goods grant move no money; each is recorded once per business key
+ *      (draw id; order number). A cash win's money moves by its TokenIssued, like any grant.
  */
 export interface Posting {
   account: string;
@@ -81,10 +84,13 @@ export interface Effects {
   packets: PacketRecord[];
   packetClaims: PacketClaimRecord[];
   packetCredits: PacketCreditRecord[];
+  /** Won draws (quota consumption and win counts are sums of them) and goods grants to create. */
+  drawWins: DrawWinRecord[];
+  goodsGrants: GoodsGrantRecord[];
   anomalies: Anomaly[];
 }
 
-const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], packets: [], packetClaims: [], packetCredits: [], anomalies: [] });
+const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], packets: [], packetClaims: [], packetCredits: [], drawWins: [], goodsGrants: [], anomalies: [] });
 
 function transfer(from: string, to: string, amount: number, currency: Currency): Posting[] {
   return [
@@ -147,6 +153,10 @@ function derivedIdOf(event: LedgerEvent): string | null {
       return shareCreditEventIdFor(event.data.packetId, event.data.userId);
     case 'PacketRefunded':
       return refundEventIdFor(event.data.packetId);
+    case 'LotteryDrawn':
+      return drawEventIdFor(event.data.activityId, event.data.drawId);
+    case 'GoodsGranted':
+      return goodsGrantIdFor(event.data.activityId, event.data.orderNo);
     default:
       return null;
   }
@@ -154,7 +164,8 @@ function derivedIdOf(event: LedgerEvent): string | null {
 
 export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
   const expected = derivedIdOf(event);
-  if (expected !== null && (event.data.eventId !== expected || (event.type === 'TokenIssued' && event.data.tokenId !== expected))) {
+  if (expected !== null && (event.data.eventId !== expected || (event.type === 'TokenIssued' && event.data.tokenId !== expected)
+    || (event.type === 'GoodsGranted' && event.data.grantId !== expected))) {
     return { ...none(), anomalies: [{ kind: 'event_id_not_derived', eventId: event.data.eventId, expected }] };
   }
   switch (event.type) {
@@ -259,6 +270,27 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
     }
     case 'PacketRefunded':
       return packetRefunded(event.data, view);
+    case 'LotteryDrawn': {
+      const e = event.data;
+      if (e.outcome !== 'won') return none();
+      return {
+        ...none(),
+        drawWins: [{
+          activityId: e.activityId, drawId: e.drawId, childId: e.childId, sceneId: e.sceneId, poolId: e.poolId, prizeId: e.prizeId, userId: e.userId,
+          awardType: e.awardType === 'cash' ? 'cash' : 'goods', amount: e.prizeAmount, currency: e.currency, itemId: e.itemId, quantity: e.quantity,
+          fulfilmentId: e.fulfilmentId, drawnAt: e.occurredAt,
+        }],
+      };
+    }
+    case 'GoodsGranted': {
+      const e = event.data;
+      return {
+        ...none(),
+        goodsGrants: [{
+          grantId: e.grantId, userId: e.userId, activityId: e.activityId, sceneId: e.sceneId, orderNo: e.orderNo, itemId: e.itemId, quantity: e.quantity, grantedAt: e.occurredAt,
+        }],
+      };
+    }
   }
 }
 
@@ -356,6 +388,9 @@ export class MemoryLedger implements LedgerView {
   /** Claims by `${packetId}/${seq}`, credits by `${packetId}/${userId}`. */
   readonly packetClaims = new Map<string, PacketClaimRecord>();
   readonly packetCredits = new Map<string, PacketCreditRecord>();
+  /** Won draws by `${activityId}/${drawId}`, goods grants by grant id. */
+  readonly drawWins = new Map<string, DrawWinRecord>();
+  readonly goodsGrants = new Map<string, GoodsGrantRecord>();
   readonly applied = new Set<string>();
   readonly anomalies: Anomaly[] = [];
 
@@ -390,6 +425,8 @@ export class MemoryLedger implements LedgerView {
     for (const p of fx.packets) this.packets.set(p.packetId, p);
     for (const c of fx.packetClaims) this.packetClaims.set(`${c.packetId}/${c.seq}`, c);
     for (const c of fx.packetCredits) this.packetCredits.set(`${c.packetId}/${c.userId}`, c);
+    for (const w of fx.drawWins) this.drawWins.set(`${w.activityId}/${w.drawId}`, w);
+    for (const g of fx.goodsGrants) this.goodsGrants.set(g.grantId, g);
     this.anomalies.push(...fx.anomalies);
     return fx;
   }

@@ -27,6 +27,14 @@ export function invalidEvent(event: LedgerEvent): string | null {
     if (!Number.isSafeInteger(p.expiresAt)) return 'expiresAt is not an integer time';
   }
   if (event.type === 'PacketClaimed' && !(Number.isSafeInteger(event.data.seq) && event.data.seq >= 0)) return 'seq must be 0 or more';
+  if (event.type === 'LotteryDrawn') {
+    const d = event.data;
+    if (d.drawId === '') return 'drawId is empty';
+    if (d.outcome === 'won' && (d.prizeId === '' || d.fulfilmentId === '')) return 'a won draw names its prize and its fulfilment';
+    if (d.outcome === 'won' && d.awardType === 'cash' && !isPositiveMinorUnits(d.prizeAmount)) return 'a cash prize is a positive whole number of minor units';
+    if (!Number.isSafeInteger(d.prizeAmount) || d.prizeAmount < 0 || !Number.isSafeInteger(d.quantity) || d.quantity < 0) return 'prizeAmount and quantity are whole numbers, 0 or more';
+  }
+  if (event.type === 'GoodsGranted' && !(Number.isSafeInteger(event.data.quantity) && event.data.quantity >= 1)) return 'quantity must be 1 or more';
   if (event.type === 'PayoutAttemptFailed' && !(Number.isSafeInteger(event.data.attempt) && event.data.attempt >= 1)) return 'attempt must be 1 or more';
   return null;
 }

@@ -60,6 +60,14 @@ export interface Config {
   packetKeeperIntervalMs: number;
   /** How old a grab must be before the keeper takes its claim as unsent. */
   packetClaimSweepMs: number;
+  /** How often each instance looks for a new campaign configuration version. */
+  campaignPollMs: number;
+  /** How long a draw id is remembered in Redis (a retry within it gets the same draw; the ledger dedupes it for ever). */
+  drawRetentionSec: number;
+  /** Before rebuilding lost prize counters: how long draws already in flight may take to reach Kafka. */
+  drawRestoreGraceMs: number;
+  /** How long a draw waits for another instance's rebuild before answering 503. */
+  drawRestoreWaitMs: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -110,6 +118,10 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     packetMaxExpiryMs: int('PACKET_MAX_EXPIRY_SEC', 86_400) * 1000,
     packetKeeperIntervalMs: int('PACKET_KEEPER_INTERVAL_SEC', 5) * 1000,
     packetClaimSweepMs: int('PACKET_CLAIM_SWEEP_SEC', 10) * 1000,
+    campaignPollMs: int('CAMPAIGN_POLL_MS', 2000),
+    drawRetentionSec: int('DRAW_RETENTION_SEC', 86_400),
+    drawRestoreGraceMs: int('DRAW_RESTORE_GRACE_MS', 3000),
+    drawRestoreWaitMs: int('DRAW_RESTORE_WAIT_MS', 15_000),
     ...overrides,
     namespace,
   };

@@ -59,6 +59,14 @@ export class ProjectionFence {
     if (end > 0) await this.waitFor(partition, end, deadline);
   }
 
+  /** Waits until everything produced to every wallet partition so far is projected. */
+  async catchUpAll(deadline: number): Promise<void> {
+    const offsets = await (await this.connected()).fetchTopicOffsets(this.rt.topics.wallet);
+    for (const o of offsets) {
+      if (Number(o.high) > 0) await this.waitFor(o.partition, Number(o.high), deadline);
+    }
+  }
+
   /** Messages on a topic the projector has not applied yet, over all partitions. */
   async lag(topic: string): Promise<number> {
     const offsets = await (await this.connected()).fetchTopicOffsets(topic);

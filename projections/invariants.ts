@@ -9,7 +9,9 @@ import { account, mayGoNegative, parseAccount } from '../domain/accounts.ts';
  *  - every settled payout has exactly one posting to external:payout behind it, and no
  *    posting reaches external:payout without a settled payout or a flagged duplicate (I6);
  *  - every red packet's escrow holds its total less what was claimed and refunded, and
- *    every share credited was claimed, with the same amount (I7).
+ *    every share credited was claimed, with the same amount (I7);
+ *  - no prize issued more than the quota in force, for scenes under stock control that take
+ *    part in reconciliation (D1), and each prize's consumption is the count of its wins.
  *
  * One subtlety: funding is projected from the budget topic and grants from the wallet
  * topic, independently. A grant can therefore be projected a moment before the funding it
@@ -25,7 +27,9 @@ export type Violation =
   | { kind: 'payout_postings'; withdrawalId: string; postings: number }
   | { kind: 'payout_posting_without_payout'; eventId: string; amount: number }
   | { kind: 'packet_escrow_mismatch'; packetId: string; escrow: number; expected: number }
-  | { kind: 'packet_credit_without_claim'; packetId: string; userId: string; credited: number; claimed: number | null };
+  | { kind: 'packet_credit_without_claim'; packetId: string; userId: string; credited: number; claimed: number | null }
+  | { kind: 'prize_over_quota'; activityId: string; childId: string; prizeId: string; issued: number; quota: number; configVersion: number }
+  | { kind: 'prize_consumption_drift'; activityId: string; childId: string; prizeId: string; issued: number; wins: number };
 
 export interface InvariantReport {
   ok: boolean;
@@ -88,11 +92,31 @@ async function snapshot(pool: pg.Pool) {
          from packet_credits k left join packet_claims c on c.packet_id = k.packet_id and c.user_id = k.user_id
         where c.amount is distinct from k.amount limit 100`,
     );
+    // D1 against the configuration in force, for scenes under stock control that take part in reconciliation.
+    const overQuota = await client.query<{ activity_id: string; child_id: string; prize_id: string; issued: number; quota: number; version: number }>(
+      `with current as (
+         select distinct on (activity_id) activity_id, version, config from campaign_configs order by activity_id, version desc
+       ), quotas as (
+         select c.activity_id, c.version, ch->>'childId' as child_id, p->>'prizeId' as prize_id, (p->>'quota')::bigint as quota
+           from current c, jsonb_array_elements(c.config->'children') ch, jsonb_array_elements(ch->'scenes') s, jsonb_array_elements(s->'pool'->'prizes') p
+          where (s->>'stockControl')::boolean and (s->>'reconcile')::boolean
+       )
+       select q.activity_id, q.child_id, q.prize_id, pc.issued, q.quota, q.version
+         from quotas q join prize_consumption pc using (activity_id, child_id, prize_id)
+        where pc.issued > q.quota limit 100`,
+    );
+    const consumptionDrift = await client.query<{ activity_id: string; child_id: string; prize_id: string; issued: number; wins: number }>(
+      `select coalesce(pc.activity_id, w.activity_id) as activity_id, coalesce(pc.child_id, w.child_id) as child_id, coalesce(pc.prize_id, w.prize_id) as prize_id,
+              coalesce(pc.issued, 0) as issued, coalesce(w.n, 0) as wins
+         from prize_consumption pc
+         full join (select activity_id, child_id, prize_id, count(*)::bigint as n from draw_wins group by 1, 2, 3) w using (activity_id, child_id, prize_id)
+        where coalesce(pc.issued, 0) <> coalesce(w.n, 0) limit 100`,
+    );
     const accounts = await client.query<{ n: number }>('select count(*)::bigint as n from account_balances');
     await client.query('commit');
     return {
       totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows,
-      escrows: escrows.rows, credits: credits.rows, accounts: accounts.rows[0]!.n,
+      escrows: escrows.rows, credits: credits.rows, overQuota: overQuota.rows, consumptionDrift: consumptionDrift.rows, accounts: accounts.rows[0]!.n,
     };
   } finally {
     client.release();
@@ -118,6 +142,12 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
       ...s.orphans.map((o) => ({ kind: 'payout_posting_without_payout' as const, eventId: o.event_id, amount: o.amount })),
       ...s.escrows.map((e) => ({ kind: 'packet_escrow_mismatch' as const, packetId: e.packet_id, escrow: e.escrow, expected: e.expected })),
       ...s.credits.map((c) => ({ kind: 'packet_credit_without_claim' as const, packetId: c.packet_id, userId: c.user_id, credited: c.credited, claimed: c.claimed })),
+      ...s.overQuota.map((q) => ({
+        kind: 'prize_over_quota' as const, activityId: q.activity_id, childId: q.child_id, prizeId: q.prize_id, issued: Number(q.issued), quota: Number(q.quota), configVersion: q.version,
+      })),
+      ...s.consumptionDrift.map((d) => ({
+        kind: 'prize_consumption_drift' as const, activityId: d.activity_id, childId: d.child_id, prizeId: d.prize_id, issued: Number(d.issued), wins: Number(d.wins),
+      })),
     ];
     return {
       ok: violations.length === 0,

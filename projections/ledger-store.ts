@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { assertBalanced, effectsOf, stateReadBy, type Anomaly, type LedgerView, type Posting, type TokenRecord } from '../domain/ledger.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import type { PacketClaimRecord, PacketCreditRecord, PacketRecord } from '../domain/packets.ts';
+import type { DrawWinRecord, GoodsGrantRecord } from '../domain/campaigns.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -171,6 +172,8 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
   const touchedPackets = new Set<string>();
   const newClaims: PacketClaimRecord[] = [];
   const newCredits: PacketCreditRecord[] = [];
+  const drawWins: DrawWinRecord[] = [];
+  const goodsGrants: GoodsGrantRecord[] = [];
 
   const postings: (Posting & { eventId: string; leg: number; at: number })[] = [];
   const anomalies: (Anomaly & { eventId: string })[] = [];
@@ -206,6 +209,8 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
       newClaims.push(c);
     }
     newCredits.push(...fx.packetCredits);
+    drawWins.push(...fx.drawWins);
+    goodsGrants.push(...fx.goodsGrants);
     anomalies.push(...fx.anomalies);
   }
   const tokens = [...touchedTokens].map((id) => knownTokens.get(id)!);
@@ -246,6 +251,7 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
     );
   }
   await writePackets(client, [...touchedPackets].map((id) => knownPackets.get(id)!), newClaims, newCredits);
+  await writeDraws(client, drawWins, goodsGrants);
   if (anomalies.length > 0) {
     await client.query(
       `insert into ledger_anomalies(event_id, kind, detail)
@@ -299,6 +305,46 @@ async function writePackets(client: pg.PoolClient, packets: PacketRecord[], clai
       `insert into packet_credits(packet_id, user_id, amount, currency, credited_at)
        select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[])`,
       [credits.map((c) => c.packetId), credits.map((c) => c.userId), credits.map((c) => c.amount), credits.map((c) => c.currency), credits.map((c) => iso(c.creditedAt))],
+    );
+  }
+}
+
+async function writeDraws(client: pg.PoolClient, wins: DrawWinRecord[], goods: GoodsGrantRecord[]): Promise<void> {
+  if (wins.length > 0) {
+    await client.query(
+      `insert into draw_wins(activity_id, draw_id, child_id, scene_id, pool_id, prize_id, user_id, award_type, amount, currency, item_id, quantity, fulfilment_id, drawn_at)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
+                            $11::text[], $12::int[], $13::text[], $14::timestamptz[])`,
+      [
+        wins.map((w) => w.activityId), wins.map((w) => w.drawId), wins.map((w) => w.childId), wins.map((w) => w.sceneId), wins.map((w) => w.poolId),
+        wins.map((w) => w.prizeId), wins.map((w) => w.userId), wins.map((w) => w.awardType), wins.map((w) => w.amount), wins.map((w) => w.currency),
+        wins.map((w) => w.itemId), wins.map((w) => w.quantity), wins.map((w) => w.fulfilmentId), wins.map((w) => iso(w.drawnAt)),
+      ],
+    );
+    // One row per prize, shared by every partition: summed per batch and locked in one order (see balances).
+    const perPrize = new Map<string, { activityId: string; childId: string; prizeId: string; issued: number; last: number }>();
+    for (const w of wins) {
+      const key = JSON.stringify([w.activityId, w.childId, w.prizeId]);
+      const p = perPrize.get(key) ?? { activityId: w.activityId, childId: w.childId, prizeId: w.prizeId, issued: 0, last: 0 };
+      p.issued += 1;
+      p.last = Math.max(p.last, w.drawnAt);
+      perPrize.set(key, p);
+    }
+    const rows = [...perPrize].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, p]) => p);
+    await client.query(
+      `insert into prize_consumption(activity_id, child_id, prize_id, issued, last_drawn_at)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])
+       on conflict (activity_id, child_id, prize_id) do update
+         set issued = prize_consumption.issued + excluded.issued, last_drawn_at = greatest(prize_consumption.last_drawn_at, excluded.last_drawn_at)`,
+      [rows.map((r) => r.activityId), rows.map((r) => r.childId), rows.map((r) => r.prizeId), rows.map((r) => r.issued), rows.map((r) => iso(r.last))],
+    );
+  }
+  if (goods.length > 0) {
+    await client.query(
+      `insert into goods_grants(grant_id, user_id, activity_id, scene_id, order_no, item_id, quantity, granted_at)
+       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[])`,
+      [goods.map((g) => g.grantId), goods.map((g) => g.userId), goods.map((g) => g.activityId), goods.map((g) => g.sceneId), goods.map((g) => g.orderNo),
+        goods.map((g) => g.itemId), goods.map((g) => g.quantity), goods.map((g) => iso(g.grantedAt))],
     );
   }
 }

@@ -1,3 +1,5 @@
+import { tokenIdFor } from '../domain/grants.ts';
+import { drawEventIdFor, goodsGrantIdFor } from '../domain/campaigns.ts';
 import t from 'tap';
 import { EventCodec, subjectFor, schemaOf } from '../schemas/codec.ts';
 import { EVENT_TYPES } from '../domain/events.ts';
@@ -26,6 +28,15 @@ const samples = {
   PacketClaimed: { eventId: claimEventIdFor(P, 'u2'), occurredAt: 1_790_000_005_000, activityId: '', traceId: 't', packetId: P, senderId: 'u1', userId: 'u2', seq: 0, amount: 412, currency: 'CNY' },
   PacketShareCredited: { eventId: shareCreditEventIdFor(P, 'u2'), occurredAt: 1_790_000_006_000, activityId: '', traceId: 't', packetId: P, userId: 'u2', amount: 412, currency: 'CNY' },
   PacketRefunded: { eventId: refundEventIdFor(P), occurredAt: 1_790_086_405_000, activityId: '', traceId: 't', packetId: P, senderId: 'u1', amount: 588, currency: 'CNY' },
+  LotteryDrawn: {
+    eventId: drawEventIdFor('spring', 'd1'), occurredAt: 1_790_000_000_100, activityId: 'spring', traceId: 't', drawId: 'd1', userId: 'u2', childId: 'formal',
+    sceneId: 'shake', poolId: 'main', configVersion: 3, outcome: 'won', reason: '', prizeId: 'cash-88', awardType: 'cash', prizeAmount: 88, currency: 'CNY',
+    itemId: '', quantity: 0, fulfilmentId: tokenIdFor('spring:formal', 'draw.d1'), requestedBy: 'shake-svc', clientAddress: '10.0.0.1', requestId: 'r3',
+  },
+  GoodsGranted: {
+    eventId: goodsGrantIdFor('spring:formal', 'draw.d2'), occurredAt: 1_790_000_000_200, activityId: 'spring:formal', traceId: 't', grantId: goodsGrantIdFor('spring:formal', 'draw.d2'),
+    orderNo: 'draw.d2', userId: 'u2', sceneId: 'frames', itemId: 'frame-gold', quantity: 1, grantedBy: 'shake-svc', clientAddress: '10.0.0.1', requestId: 'r4',
+  },
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {

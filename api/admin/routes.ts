@@ -10,6 +10,8 @@ import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import type { InvariantReport } from '../../projections/invariants.ts';
 import type pg from 'pg';
 import { reconciliationRoutes } from './reconciliation-routes.ts';
+import { campaignRoutes } from './campaign-routes.ts';
+import type { CampaignCatalog, CampaignStore } from '../../infra/campaign-store.ts';
 
 const idPattern = '^[A-Za-z0-9_.:-]+$';
 const activityParams = {
@@ -30,10 +32,11 @@ export interface AdminDeps {
   settings: WalletSettingsStore;
   invariants(): Promise<InvariantReport>;
   pool: pg.Pool;
+  campaigns: { store: CampaignStore; catalog: CampaignCatalog };
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminDeps> =
-  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool }) => {
+  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool, campaigns }) => {
     app.addHook('onRequest', async (req) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
@@ -150,4 +153,5 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
     app.get('/v1/admin/invariants', async () => invariants());
 
     await app.register(reconciliationRoutes, { pool });
+    await app.register(campaignRoutes, campaigns);
   };

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../errors.ts';
@@ -22,6 +23,11 @@ export interface UpstreamAuthOptions {
 }
 
 const header = (v: string | string[] | undefined) => (typeof v === 'string' ? v : undefined);
+
+/** Who asked, from where, with which request: recorded in every event an upstream request produces. */
+export function upstreamAudit(req: FastifyRequest): { grantedBy: string; clientAddress: string; requestId: string; traceId?: string } {
+  return { grantedBy: req.upstreamService ?? 'unknown', clientAddress: req.ip, requestId: req.id, traceId: header(req.headers['x-trace-id']) };
+}
 
 /**
  * Routes with `config: { upstreamAuth: true }` require a signed request. The nonce is

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { checkGrant, grantFingerprint, tokenIdFor, type GrantCommand } from '../../domain/grants.ts';
 import type { TokenIssued } from '../../domain/events.ts';
+import type { Currency } from '../../domain/money.ts';
 import type { TokenSigner } from '../../domain/tokens.ts';
 import type { ActivityCatalog } from '../../infra/activities.ts';
 import type { BudgetStore } from '../../infra/budget.ts';
@@ -49,17 +50,7 @@ export class GrantService {
       throw new ApiError(409, 'ORDER_CONFLICT', `Order ${cmd.orderNo} was already used for a different grant; an order number identifies one grant.`);
     }
 
-    const tokenId = tokenIdFor(cmd.activityId, cmd.orderNo);
-    const { token, signature } = this.deps.signer.sign({
-      tokenId, userId: cmd.userId, amount: cmd.amount, currency: terms.currency, activityId: cmd.activityId,
-      sceneId: cmd.sceneId, orderNo: cmd.orderNo, issuedAt: r.issuedAt,
-    });
-    const event: TokenIssued = {
-      eventId: tokenId, occurredAt: r.issuedAt, activityId: cmd.activityId, traceId: audit.traceId ?? randomUUID(),
-      tokenId, orderNo: cmd.orderNo, userId: cmd.userId, sceneId: cmd.sceneId, amount: cmd.amount, currency: terms.currency,
-      signature, keyId: this.deps.signer.keyId,
-      grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
-    };
+    const { tokenId, token, event } = this.tokenOf(cmd, terms.currency, r.issuedAt, audit);
     try {
       await this.deps.publisher.publish('TokenIssued', event);
     } catch {
@@ -73,5 +64,24 @@ export class GrantService {
         amount: cmd.amount, currency: terms.currency, issuedAt: new Date(r.issuedAt).toISOString(),
       },
     };
+  }
+
+  /**
+   * The signed token and TokenIssued event of a reserved grant. Deterministic in its inputs,
+   * so whoever (a retry, a lottery draw's retry) rebuilds it gets the same token and event.
+   */
+  tokenOf(cmd: GrantCommand, currency: Currency, issuedAt: number, audit: GrantAudit): { tokenId: string; token: string; event: TokenIssued } {
+    const tokenId = tokenIdFor(cmd.activityId, cmd.orderNo);
+    const { token, signature } = this.deps.signer.sign({
+      tokenId, userId: cmd.userId, amount: cmd.amount, currency, activityId: cmd.activityId,
+      sceneId: cmd.sceneId, orderNo: cmd.orderNo, issuedAt,
+    });
+    const event: TokenIssued = {
+      eventId: tokenId, occurredAt: issuedAt, activityId: cmd.activityId, traceId: audit.traceId ?? randomUUID(),
+      tokenId, orderNo: cmd.orderNo, userId: cmd.userId, sceneId: cmd.sceneId, amount: cmd.amount, currency,
+      signature, keyId: this.deps.signer.keyId,
+      grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
+    };
+    return { tokenId, token, event };
   }
 }

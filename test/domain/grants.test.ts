@@ -1,5 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
+import { drawOrderNo } from '../../domain/campaigns.ts';
 import { checkGrant, grantFingerprint, tokenIdFor } from '../../domain/grants.ts';
 import { deterministicId } from '../../domain/ids.ts';
 import { parseAccount, account } from '../../domain/accounts.ts';
@@ -14,6 +15,8 @@ t.test('grant checks', async (t) => {
   t.equal(checkGrant({ ...cmd, amount: 0 }, terms)?.code, 'AMOUNT_NOT_POSITIVE_INTEGER');
   t.equal(checkGrant({ ...cmd, amount: 2.5 }, terms)?.code, 'AMOUNT_NOT_POSITIVE_INTEGER');
   t.equal(checkGrant({ ...cmd, currency: 'USD' }, terms)?.code, 'CURRENCY_MISMATCH');
+  t.equal(checkGrant({ ...cmd, orderNo: drawOrderNo('d1') }, terms)?.code, 'ORDER_NO_RESERVED', 'a draw\'s order number cannot be granted directly');
+  t.equal(checkGrant({ ...cmd, orderNo: 'drawn-1' }, terms), null);
 });
 
 t.test('ids are deterministic and keyed by every part', async (t) => {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../infra/config.ts';
 import { openRuntime, setupNamespace, removeNamespace, type Runtime } from '../../infra/runtime.ts';
 import { kafkaClient } from '../../infra/kafka.ts';
-import { buildApp, type AppSecrets } from '../../api/app.ts';
+import { buildApp, type AppOptions, type AppSecrets } from '../../api/app.ts';
 import { generateSigningKeyPem, publicKeyOf } from '../../domain/tokens.ts';
 import { signUserToken } from '../../api/auth/user-jwt.ts';
 import { signRequest } from '../../api/auth/upstream-signature.ts';
@@ -56,6 +56,7 @@ export async function startTestLedger(
     projector?: boolean; crediting?: boolean; creditRatePerSec?: number; ns?: string;
     /** Runs the payment-provider simulator and the payout processor. */
     payouts?: boolean; provider?: Partial<ProviderBehaviour>; config?: Partial<Config>;
+    app?: AppOptions;
   } = {},
 ): Promise<TestLedger> {
   const ns = opts.ns ?? testNamespace();
@@ -73,7 +74,7 @@ export async function startTestLedger(
     upstreamKeys: new Map([[upstreamKey.id, upstreamKey.secret]]),
     userTokenKeys: new Map([['test-login', publicKeyOf(userKeyPem)]]),
   };
-  const app = await buildApp(rt, secrets);
+  const app = await buildApp(rt, secrets, opts.app);
   const ledger: TestLedger = {
     ns, cfg: rt.cfg, rt, app, secrets, upstreamKey,
     async signed(method, url, body, headers = {}) {
