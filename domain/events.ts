@@ -1,4 +1,5 @@
 import type { Currency } from './money.ts';
+import type { CouponEventMap } from './coupons.ts';
 
 /**
  * Every event carries this envelope. eventId is derived from the event's business key
@@ -228,6 +229,13 @@ export interface EventMap {
   PacketRefunded: PacketRefunded;
   LotteryDrawn: LotteryDrawn;
   GoodsGranted: GoodsGranted;
+  /** Coupon gift packs: their events are defined beside their rules, in coupons.ts. */
+  GiftPackGranted: CouponEventMap['GiftPackGranted'];
+  GiftPackClaimed: CouponEventMap['GiftPackClaimed'];
+  CouponsReissued: CouponEventMap['CouponsReissued'];
+  CouponFrozen: CouponEventMap['CouponFrozen'];
+  CouponUnfrozen: CouponEventMap['CouponUnfrozen'];
+  CouponRedeemed: CouponEventMap['CouponRedeemed'];
 }
 export type EventType = keyof EventMap;
 export type LedgerEvent = { [K in EventType]: { type: K; data: EventMap[K] } }[EventType];
@@ -235,4 +243,5 @@ export const EVENT_TYPES: readonly EventType[] = [
   'BudgetFunded', 'TokenIssued', 'TokenCredited', 'WithdrawalRequested', 'PayoutSettled', 'PayoutFailed', 'PayoutAttemptFailed',
   'PayoutDuplicateFlagged', 'PacketCreated', 'PacketClaimed', 'PacketShareCredited', 'PacketRefunded',
   'LotteryDrawn', 'GoodsGranted',
+  'GiftPackGranted', 'GiftPackClaimed', 'CouponsReissued', 'CouponFrozen', 'CouponUnfrozen', 'CouponRedeemed',
 ];

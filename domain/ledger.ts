@@ -7,6 +7,7 @@ import {
   claimEventIdFor, invalidSplit, refundEventIdFor, unclaimedOf, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
 } from './packets.ts';
 import { drawEventIdFor, goodsGrantIdFor, type DrawWinRecord, type GoodsGrantRecord } from './campaigns.ts';
+import { couponEventIdOf, evolvePack, type CouponEvent, type PackRecord } from './coupons.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -28,6 +29,8 @@ import { drawEventIdFor, goodsGrantIdFor, type DrawWinRecord, type GoodsGrantRec
  *      refund is exactly what no claim took. Escrow therefore never goes below zero.
  *  I8. A lottery draw and a goods grant move no money; each is recorded once per business key
  *      (draw id; order number). A cash win's money moves by its TokenIssued, like any grant.
+ *  I9. Coupon gift packs move no money; a pack's state changes only as evolvePack allows
+ *      (coupons.ts, C2–C5), and an event it refuses changes nothing.
  */
 export interface Posting {
   account: string;
@@ -58,6 +61,7 @@ export interface LedgerView {
   balance(account: string): number;
   packet(packetId: string): PacketRecord | undefined;
   packetClaim(packetId: string, seq: number): PacketClaimRecord | undefined;
+  pack(grantId: string): PackRecord | undefined;
 }
 
 export type Anomaly =
@@ -72,7 +76,8 @@ export type Anomaly =
   | { kind: 'duplicate_flag_refused'; withdrawalId: string; eventId: string; providerRef: string; status: string }
   | { kind: 'packet_refused'; packetId: string; eventId: string; reason: string }
   | { kind: 'claim_refused'; packetId: string; eventId: string; userId: string; seq: number; reason: string }
-  | { kind: 'refund_refused'; packetId: string; eventId: string; reason: string };
+  | { kind: 'refund_refused'; packetId: string; eventId: string; reason: string }
+  | { kind: 'coupon_event_refused'; grantId: string; eventId: string; type: string; reason: string };
 
 export interface Effects {
   postings: Posting[];
@@ -87,10 +92,14 @@ export interface Effects {
   /** Won draws (quota consumption and win counts are sums of them) and goods grants to create. */
   drawWins: DrawWinRecord[];
   goodsGrants: GoodsGrantRecord[];
+  /** Gift packs to create or replace. */
+  packs: PackRecord[];
   anomalies: Anomaly[];
 }
 
-const none = (): Effects => ({ postings: [], tokens: [], withdrawals: [], packets: [], packetClaims: [], packetCredits: [], drawWins: [], goodsGrants: [], anomalies: [] });
+const none = (): Effects => ({
+  postings: [], tokens: [], withdrawals: [], packets: [], packetClaims: [], packetCredits: [], drawWins: [], goodsGrants: [], packs: [], anomalies: [],
+});
 
 function transfer(from: string, to: string, amount: number, currency: Currency): Posting[] {
   return [
@@ -109,6 +118,7 @@ export interface StateRead {
   balance?: string;
   packet?: string;
   packetClaim?: { packetId: string; seq: number };
+  pack?: string;
 }
 
 export function stateReadBy(event: LedgerEvent): StateRead {
@@ -127,6 +137,13 @@ export function stateReadBy(event: LedgerEvent): StateRead {
       return { packet: event.data.packetId, packetClaim: { packetId: event.data.packetId, seq: event.data.seq } };
     case 'PacketRefunded':
       return { packet: event.data.packetId };
+    case 'GiftPackGranted':
+    case 'GiftPackClaimed':
+    case 'CouponsReissued':
+    case 'CouponFrozen':
+    case 'CouponUnfrozen':
+    case 'CouponRedeemed':
+      return { pack: event.data.grantId };
     default:
       return {};
   }
@@ -157,6 +174,13 @@ function derivedIdOf(event: LedgerEvent): string | null {
       return drawEventIdFor(event.data.activityId, event.data.drawId);
     case 'GoodsGranted':
       return goodsGrantIdFor(event.data.activityId, event.data.orderNo);
+    case 'GiftPackGranted':
+    case 'GiftPackClaimed':
+    case 'CouponsReissued':
+    case 'CouponFrozen':
+    case 'CouponUnfrozen':
+    case 'CouponRedeemed':
+      return couponEventIdOf(event as CouponEvent);
     default:
       return null;
   }
@@ -291,6 +315,18 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
         }],
       };
     }
+    case 'GiftPackGranted':
+    case 'GiftPackClaimed':
+    case 'CouponsReissued':
+    case 'CouponFrozen':
+    case 'CouponUnfrozen':
+    case 'CouponRedeemed': {
+      const next = evolvePack(view.pack(event.data.grantId), event as CouponEvent);
+      if ('refused' in next) {
+        return { ...none(), anomalies: [{ kind: 'coupon_event_refused', grantId: event.data.grantId, eventId: event.data.eventId, type: event.type, reason: next.refused }] };
+      }
+      return { ...none(), packs: [next.record] };
+    }
   }
 }
 
@@ -391,6 +427,7 @@ export class MemoryLedger implements LedgerView {
   /** Won draws by `${activityId}/${drawId}`, goods grants by grant id. */
   readonly drawWins = new Map<string, DrawWinRecord>();
   readonly goodsGrants = new Map<string, GoodsGrantRecord>();
+  readonly packs = new Map<string, PackRecord>();
   readonly applied = new Set<string>();
   readonly anomalies: Anomaly[] = [];
 
@@ -410,6 +447,10 @@ export class MemoryLedger implements LedgerView {
     return this.packetClaims.get(`${packetId}/${seq}`);
   }
 
+  pack(grantId: string): PackRecord | undefined {
+    return this.packs.get(grantId);
+  }
+
   /** Applies an event once and returns its effects; a repeated eventId changes nothing and returns null. */
   apply(event: LedgerEvent): Effects | null {
     if (this.applied.has(event.data.eventId)) return null;
@@ -427,6 +468,7 @@ export class MemoryLedger implements LedgerView {
     for (const c of fx.packetCredits) this.packetCredits.set(`${c.packetId}/${c.userId}`, c);
     for (const w of fx.drawWins) this.drawWins.set(`${w.activityId}/${w.drawId}`, w);
     for (const g of fx.goodsGrants) this.goodsGrants.set(g.grantId, g);
+    for (const p of fx.packs) this.packs.set(p.grantId, p);
     this.anomalies.push(...fx.anomalies);
     return fx;
   }
@@ -446,6 +488,10 @@ export class MemoryLedger implements LedgerView {
 
   seedPacket(packet: PacketRecord): void {
     if (!this.packets.has(packet.packetId)) this.packets.set(packet.packetId, packet);
+  }
+
+  seedPack(pack: PackRecord): void {
+    if (!this.packs.has(pack.grantId)) this.packs.set(pack.grantId, pack);
   }
 
   seedPacketClaim(claim: PacketClaimRecord): void {

@@ -35,6 +35,19 @@ export function invalidEvent(event: LedgerEvent): string | null {
     if (!Number.isSafeInteger(d.prizeAmount) || d.prizeAmount < 0 || !Number.isSafeInteger(d.quantity) || d.quantity < 0) return 'prizeAmount and quantity are whole numbers, 0 or more';
   }
   if (event.type === 'GoodsGranted' && !(Number.isSafeInteger(event.data.quantity) && event.data.quantity >= 1)) return 'quantity must be 1 or more';
+  if ('grantId' in e && !UUID.test(e.grantId)) return 'grantId is not a UUID';
+  if ('couponId' in e && !UUID.test(e.couponId)) return 'couponId is not a UUID';
+  if ('hold' in e && !(Number.isSafeInteger(e.hold) && e.hold >= 1)) return 'hold must be 1 or more';
+  if ('paymentId' in e && e.paymentId === '') return 'paymentId is empty';
+  if ('frozenUntil' in e && !Number.isSafeInteger(e.frozenUntil)) return 'frozenUntil is not an integer time';
+  if ('coupons' in e) {
+    for (const c of e.coupons) {
+      if (!UUID.test(c.couponId)) return 'a couponId is not a UUID';
+      if (!isPositiveMinorUnits(c.faceValue)) return 'a face value is not a positive whole number of minor units';
+      if (!isCurrency(c.currency)) return `currency ${c.currency} is not one the ledger keeps`;
+      if (!Number.isSafeInteger(c.expiresAt)) return 'expiresAt is not an integer time';
+    }
+  }
   if (event.type === 'PayoutAttemptFailed' && !(Number.isSafeInteger(event.data.attempt) && event.data.attempt >= 1)) return 'attempt must be 1 or more';
   return null;
 }

@@ -3,6 +3,7 @@ import { assertBalanced, effectsOf, stateReadBy, type Anomaly, type LedgerView, 
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import type { PacketClaimRecord, PacketCreditRecord, PacketRecord } from '../domain/packets.ts';
 import type { DrawWinRecord, GoodsGrantRecord } from '../domain/campaigns.ts';
+import { packStatusOf, templateCountsDelta, type PackRecord } from '../domain/coupons.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -126,6 +127,7 @@ async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
   const accounts = new Set<string>();
   const packetIds = new Set<string>();
   const claimKeys: { packetId: string; seq: number }[] = [];
+  const packIds = new Set<string>();
   for (const e of events) {
     const reads = stateReadBy(e);
     if (reads.token) tokenIds.add(reads.token);
@@ -133,13 +135,15 @@ async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
     if (reads.balance) accounts.add(reads.balance);
     if (reads.packet) packetIds.add(reads.packet);
     if (reads.packetClaim) claimKeys.push(reads.packetClaim);
+    if (reads.pack) packIds.add(reads.pack);
   }
   const tokens = new Map<string, TokenRecord>();
   const withdrawals = new Map<string, WithdrawalRecord>();
   const stored = new Map<string, number>();
   const packets = new Map<string, PacketRecord>();
   const claims = new Map<string, PacketClaimRecord>();
-  const [tk, wd, bal, pk, cl] = await Promise.all([
+  const packs = new Map<string, PackRecord>();
+  const [tk, wd, bal, pk, cl, gp] = await Promise.all([
     tokenIds.size === 0 ? null : client.query(`select ${TOKEN_COLUMNS} from tokens t where t.token_id = any($1::uuid[])`, [[...tokenIds]]),
     withdrawalIds.size === 0 ? null : client.query(`select ${WITHDRAWAL_COLUMNS} from withdrawals w where w.withdrawal_id = any($1::uuid[])`, [[...withdrawalIds]]),
     accounts.size === 0 ? null : client.query<{ account: string; balance: number }>(
@@ -148,18 +152,21 @@ async function loadView(client: pg.PoolClient, events: readonly LedgerEvent[]) {
     claimKeys.length === 0 ? null : client.query(
       `select ${CLAIM_COLUMNS} from unnest($1::uuid[], $2::int[]) as q(packet_id, seq) join packet_claims c using (packet_id, seq)`,
       [claimKeys.map((k) => k.packetId), claimKeys.map((k) => k.seq)]),
+    packIds.size === 0 ? null : client.query<{ record: PackRecord }>('select record from gift_pack_grants where grant_id = any($1::uuid[])', [[...packIds]]),
   ]);
   for (const r of tk?.rows ?? []) tokens.set(r.token_id, tokenFromRow(r));
   for (const r of wd?.rows ?? []) withdrawals.set(r.withdrawal_id, withdrawalFromRow(r));
   for (const r of bal?.rows ?? []) stored.set(r.account, r.balance);
   for (const r of pk?.rows ?? []) packets.set(r.packet_id, packetFromRow(r));
   for (const r of cl?.rows ?? []) claims.set(`${r.packet_id}/${r.seq}`, claimFromRow(r));
-  return { tokens, withdrawals, stored, packets, claims };
+  for (const r of gp?.rows ?? []) packs.set(r.record.grantId, r.record);
+  return { tokens, withdrawals, stored, packets, claims, packs };
 }
 
 /** Folds new events with the domain rules and writes what they changed. */
 async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[]): Promise<void> {
-  const { tokens: knownTokens, withdrawals: knownWithdrawals, stored, packets: knownPackets, claims: knownClaims } = await loadView(client, batch.map((b) => b.event));
+  const { tokens: knownTokens, withdrawals: knownWithdrawals, stored, packets: knownPackets, claims: knownClaims, packs: knownPacks } = await loadView(client, batch.map((b) => b.event));
+  const packsBefore = new Map(knownPacks);
   const balances = new Map<string, { currency: Currency; delta: number }>();
   // The fold sees the state before each event: stored rows overlaid by this batch's changes so far.
   const view: LedgerView = {
@@ -168,7 +175,9 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
     balance: (acct) => (stored.get(acct) ?? 0) + (balances.get(acct)?.delta ?? 0),
     packet: (id) => knownPackets.get(id),
     packetClaim: (id, seq) => knownClaims.get(`${id}/${seq}`),
+    pack: (id) => knownPacks.get(id),
   };
+  const touchedPacks = new Set<string>();
   const touchedPackets = new Set<string>();
   const newClaims: PacketClaimRecord[] = [];
   const newCredits: PacketCreditRecord[] = [];
@@ -211,6 +220,10 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
     newCredits.push(...fx.packetCredits);
     drawWins.push(...fx.drawWins);
     goodsGrants.push(...fx.goodsGrants);
+    for (const p of fx.packs) {
+      knownPacks.set(p.grantId, p);
+      touchedPacks.add(p.grantId);
+    }
     anomalies.push(...fx.anomalies);
   }
   const tokens = [...touchedTokens].map((id) => knownTokens.get(id)!);
@@ -252,6 +265,7 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
   }
   await writePackets(client, [...touchedPackets].map((id) => knownPackets.get(id)!), newClaims, newCredits);
   await writeDraws(client, drawWins, goodsGrants);
+  await writePacks(client, [...touchedPacks].map((id) => ({ before: packsBefore.get(id), after: knownPacks.get(id)! })));
   if (anomalies.length > 0) {
     await client.query(
       `insert into ledger_anomalies(event_id, kind, detail)
@@ -347,4 +361,52 @@ async function writeDraws(client: pg.PoolClient, wins: DrawWinRecord[], goods: G
         goods.map((g) => g.itemId), goods.map((g) => g.quantity), goods.map((g) => iso(g.grantedAt))],
     );
   }
+}
+
+async function writePacks(client: pg.PoolClient, changes: { before: PackRecord | undefined; after: PackRecord }[]): Promise<void> {
+  if (changes.length === 0) return;
+  const packs = changes.map((c) => c.after);
+  await client.query(
+    `insert into gift_pack_grants(grant_id, user_id, activity_id, order_no, pack_id, platform, status, granted_at, claimed_at, record)
+     select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::jsonb[])
+     on conflict (grant_id) do update set status = excluded.status, claimed_at = excluded.claimed_at, record = excluded.record`,
+    [
+      packs.map((p) => p.grantId), packs.map((p) => p.userId), packs.map((p) => p.activityId), packs.map((p) => p.orderNo), packs.map((p) => p.packId),
+      packs.map((p) => p.platform), packs.map((p) => packStatusOf(p)), packs.map((p) => iso(p.grantedAt)),
+      packs.map((p) => (p.claimedAt === null ? null : iso(p.claimedAt))), packs.map((p) => JSON.stringify(p)),
+    ],
+  );
+  const coupons = packs.flatMap((p) => p.coupons.map((c) => {
+    const s = p.slots.find((x) => x.slot === c.slot)!;
+    const held = s.couponId === c.couponId;
+    return { p, c, paymentId: held ? s.paymentId : null, frozenUntil: held ? s.frozenUntil : null, redeemedAt: s.redeemedCouponId === c.couponId ? s.redeemedAt : null };
+  }));
+  await client.query(
+    `insert into user_coupons(coupon_id, grant_id, user_id, template_id, slot, platform, face_value, currency, expires_at, payment_id, frozen_until, redeemed_at)
+     select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+     on conflict (coupon_id) do update set payment_id = excluded.payment_id, frozen_until = excluded.frozen_until, redeemed_at = excluded.redeemed_at`,
+    [
+      coupons.map((x) => x.c.couponId), coupons.map((x) => x.p.grantId), coupons.map((x) => x.p.userId), coupons.map((x) => x.c.templateId),
+      coupons.map((x) => x.c.slot), coupons.map((x) => x.c.platform), coupons.map((x) => x.c.faceValue), coupons.map((x) => x.c.currency),
+      coupons.map((x) => iso(x.c.expiresAt)), coupons.map((x) => x.paymentId), coupons.map((x) => (x.frozenUntil === null ? null : iso(x.frozenUntil))),
+      coupons.map((x) => (x.redeemedAt === null ? null : iso(x.redeemedAt))),
+    ],
+  );
+  // Per template, shared by every partition: summed per batch and locked in one order (see balances).
+  const deltas = new Map<string, { issued: number; frozen: number; redeemed: number }>();
+  for (const { before, after } of changes) {
+    for (const [id, d] of templateCountsDelta(before, after)) {
+      const cur = deltas.get(id) ?? { issued: 0, frozen: 0, redeemed: 0 };
+      deltas.set(id, { issued: cur.issued + d.issued, frozen: cur.frozen + d.frozen, redeemed: cur.redeemed + d.redeemed });
+    }
+  }
+  const rows = [...deltas].filter(([, d]) => d.issued !== 0 || d.frozen !== 0 || d.redeemed !== 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (rows.length === 0) return;
+  await client.query(
+    `insert into coupon_consumption(template_id, issued, frozen, redeemed)
+     select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+     on conflict (template_id) do update set issued = coupon_consumption.issued + excluded.issued,
+       frozen = coupon_consumption.frozen + excluded.frozen, redeemed = coupon_consumption.redeemed + excluded.redeemed`,
+    [rows.map(([id]) => id), rows.map(([, d]) => d.issued), rows.map(([, d]) => d.frozen), rows.map(([, d]) => d.redeemed)],
+  );
 }

@@ -8,6 +8,7 @@ import { testNamespace } from './helpers/ledger.ts';
 import { issued, creditFor } from './helpers/events.ts';
 import { fundingEventIdFor } from '../domain/grants.ts';
 import { claimEventIdFor, packetIdFor, refundEventIdFor, shareCreditEventIdFor } from '../domain/packets.ts';
+import { decideGrant, applyAll, decideClaim, decideReissue, decideFreeze, decideUnfreeze, decideRedeem, type CouponEvent } from '../domain/coupons.ts';
 import { attemptFailedEventIdFor, duplicateFlagEventIdFor, failedEventIdFor, settledEventIdFor } from '../domain/withdrawals.ts';
 
 const cfg = loadConfig();
@@ -15,6 +16,21 @@ const topic = `${testNamespace()}.wallet.v1`;
 const tok = issued('a1', 'u1', 'o1', 88, 1_790_000_000_123);
 const W = '0d9a1c2e-3b4f-8a5d-9e6f-7a8b9c0d1e2f';
 const P = packetIdFor('u1', 'k1');
+const cctx = { now: 1_790_000_000_300, activityId: 'spring', traceId: 't' };
+const packGranted = decideGrant({
+  activityId: 'spring', orderNo: 'o-pack', userId: 'u2', packId: 'spring-pack', platform: 'android', grantedBy: 'shake-svc', clientAddress: '10.0.0.1', requestId: 'r5',
+  coupons: [{ templateId: 'a-5', slot: 'five', platform: 'android', faceValue: 500, currency: 'CNY', expiresAt: 1_792_000_000_000 }],
+}, cctx);
+const couponEvents: CouponEvent[] = [{ type: 'GiftPackGranted', data: packGranted }];
+const step = (events: CouponEvent[]) => { couponEvents.push(...events); return events[0]!.data; };
+const pack = () => applyAll(undefined, couponEvents)!;
+const claimed = step(decideClaim(pack(), cctx).events);
+const reissued = step([decideReissue(pack(), 'ios', [{ templateId: 'i-5', slot: 'five', platform: 'ios', faceValue: 500, currency: 'CNY', expiresAt: 1_792_000_000_000 }], cctx)]);
+const iosCoupon = pack().coupons[1]!.couponId;
+const frozen = step(decideFreeze(pack(), { couponId: iosCoupon, paymentId: 'pay-1', platform: 'ios', holdMs: 60_000 }, cctx).events);
+const unfrozen = step(decideUnfreeze(pack(), { couponId: iosCoupon, paymentId: 'pay-1' }, cctx).events);
+step(decideFreeze(pack(), { couponId: iosCoupon, paymentId: 'pay-2', platform: 'ios', holdMs: 60_000 }, cctx).events);
+const redeemed = step(decideRedeem(pack(), { couponId: iosCoupon, paymentId: 'pay-2' }, cctx).events);
 const samples = {
   BudgetFunded: { eventId: fundingEventIdFor('a1', 'f1'), occurredAt: 1_790_000_000_000, activityId: 'a1', traceId: 't', fundingId: 'f1', amount: 1_000_000, currency: 'CNY', fundedBy: 'ops' },
   TokenIssued: tok,
@@ -37,6 +53,12 @@ const samples = {
     eventId: goodsGrantIdFor('spring:formal', 'draw.d2'), occurredAt: 1_790_000_000_200, activityId: 'spring:formal', traceId: 't', grantId: goodsGrantIdFor('spring:formal', 'draw.d2'),
     orderNo: 'draw.d2', userId: 'u2', sceneId: 'frames', itemId: 'frame-gold', quantity: 1, grantedBy: 'shake-svc', clientAddress: '10.0.0.1', requestId: 'r4',
   },
+  GiftPackGranted: packGranted,
+  GiftPackClaimed: claimed,
+  CouponsReissued: reissued,
+  CouponFrozen: frozen,
+  CouponUnfrozen: unfrozen,
+  CouponRedeemed: redeemed,
 } as const;
 
 t.test('every event round-trips through the registry in the Confluent wire format', async (t) => {
