@@ -27,6 +27,11 @@ import { DrawQuotas } from '../infra/draw-quotas.ts';
 import { DrawService } from './draws/service.ts';
 import { drawRoutes } from './draws/routes.ts';
 import { consumptionOf } from '../projections/draw-reader.ts';
+import { CouponCommands } from '../infra/coupon-store.ts';
+import { CouponCatalog } from '../infra/coupon-catalog.ts';
+import { CouponReader } from '../projections/coupon-reader.ts';
+import { couponRoutes } from './coupons/routes.ts';
+import { walletCouponRoutes } from './coupons/wallet-routes.ts';
 
 export interface AppSecrets {
   tokenSigningKeyPem: string;
@@ -44,6 +49,8 @@ export interface AppOptions {
   /** Draw clock and randomness: tests pin them; production uses the wall clock and crypto. */
   drawClock?: () => number;
   drawRandom?: () => number;
+  /** Coupon decisions' clock (tests pin it to reach hold timeouts). */
+  couponClock?: () => number;
 }
 
 export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOptions = {}): Promise<FastifyInstance> {
@@ -91,6 +98,9 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     restoreWaitMs: rt.cfg.drawRestoreWaitMs + rt.cfg.drawRestoreGraceMs, now: opts.drawClock, random: opts.drawRandom,
   });
 
+  const coupons = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock, log: rt.log });
+  const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
+
   await app.register(upstreamAuth, { keys: secrets.upstreamKeys, redis: rt.redis, noncePrefix: rt.cfg.namespace });
   await app.register(async (upstream) => {
     upstream.addHook('onRoute', (route) => {
@@ -98,11 +108,13 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     });
     await upstream.register(grantRoutes, { grants });
     await upstream.register(drawRoutes, { draws });
+    await upstream.register(couponRoutes, { commands: coupons, holdDefaultMs: rt.cfg.couponHoldDefaultMs, holdMaxMs: rt.cfg.couponHoldMaxMs });
   });
   const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
   const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
   await app.register(walletRoutes, { wallets, withdrawals });
+  await app.register(walletCouponRoutes, { commands: coupons, reader: couponReader });
   const grabs = new PacketGrabs(rt.redis, rt.cfg.namespace);
   const packetReader = new PacketReader(rt.pool);
   const packets = new PacketService({
@@ -113,6 +125,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
     invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
     campaigns: { store: campaignStore, catalog },
+    coupons: { catalog: new CouponCatalog(rt.pool, rt.cfg.couponStockBuckets), reader: couponReader },
   });
 
   app.get('/health', async () => {

@@ -16,7 +16,7 @@ const secrets = loadSecrets(cfg);
 
 const children: ChildProcess[] = [];
 let stopping = false;
-for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler', 'packet-keeper']) {
+for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler', 'packet-keeper', 'coupon-keeper']) {
   const child = spawn(process.execPath, ['--import', 'tsx', `bin/${name}.ts`], { cwd: root, stdio: 'inherit', env: process.env });
   child.on('exit', (code, signal) => {
     if (stopping) return;

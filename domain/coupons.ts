@@ -339,6 +339,20 @@ export function stockLevel(templateId: string, total: number, taken: number, low
   return { templateId, total, remaining, lowStock: remaining * 100 < total * lowStockPercent };
 }
 
+/**
+ * C1 across stock buckets: capacities for a template's buckets that sum to `total`, each at
+ * least what its bucket has already given out (the rest spread evenly), or null when the
+ * total is below what was already given out.
+ */
+export function bucketCapacities(total: number, taken: readonly number[]): number[] | null {
+  const given = taken.reduce((a, b) => a + b, 0);
+  if (total < given) return null;
+  const free = total - given;
+  const share = Math.floor(free / taken.length);
+  const extra = free % taken.length;
+  return taken.map((t, i) => t + share + (i < extra ? 1 : 0));
+}
+
 /** The earliest end among a pack's open holds: when its timeout is due (null: none open). */
 export function nextHoldExpiry(r: PackRecord): number | null {
   let next: number | null = null;

@@ -68,6 +68,19 @@ export interface Config {
   drawRestoreGraceMs: number;
   /** How long a draw waits for another instance's rebuild before answering 503. */
   drawRestoreWaitMs: number;
+  /** Coupons: low-stock signal below this percentage left (Douyin used 10). */
+  couponLowStockPercent: number;
+  /** A new template's stock is split into this many rows, so concurrent grants need not queue on one. */
+  couponStockBuckets: number;
+  /** A freeze holds a coupon this long unless the payment asks less; at most the max. */
+  couponHoldDefaultMs: number;
+  couponHoldMaxMs: number;
+  /** The coupon keeper's round: timed-out holds unfrozen, unproduced events produced after the sweep age. */
+  couponKeeperIntervalMs: number;
+  couponOutboxSweepMs: number;
+  /** The wallet's coupon list answers from its last cached view when the projection is slower than this. */
+  couponQueryTimeoutMs: number;
+  couponViewCacheSec: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -122,6 +135,14 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     drawRetentionSec: int('DRAW_RETENTION_SEC', 86_400),
     drawRestoreGraceMs: int('DRAW_RESTORE_GRACE_MS', 3000),
     drawRestoreWaitMs: int('DRAW_RESTORE_WAIT_MS', 15_000),
+    couponLowStockPercent: int('COUPON_LOW_STOCK_PERCENT', 10),
+    couponStockBuckets: int('COUPON_STOCK_BUCKETS', 16),
+    couponHoldDefaultMs: int('COUPON_HOLD_SEC', 900) * 1000,
+    couponHoldMaxMs: int('COUPON_HOLD_MAX_SEC', 3600) * 1000,
+    couponKeeperIntervalMs: int('COUPON_KEEPER_INTERVAL_MS', 1000),
+    couponOutboxSweepMs: int('COUPON_OUTBOX_SWEEP_MS', 5000),
+    couponQueryTimeoutMs: int('COUPON_QUERY_TIMEOUT_MS', 300),
+    couponViewCacheSec: int('COUPON_VIEW_CACHE_SEC', 86_400),
     ...overrides,
     namespace,
   };

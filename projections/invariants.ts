@@ -29,7 +29,9 @@ export type Violation =
   | { kind: 'packet_escrow_mismatch'; packetId: string; escrow: number; expected: number }
   | { kind: 'packet_credit_without_claim'; packetId: string; userId: string; credited: number; claimed: number | null }
   | { kind: 'prize_over_quota'; activityId: string; childId: string; prizeId: string; issued: number; quota: number; configVersion: number }
-  | { kind: 'prize_consumption_drift'; activityId: string; childId: string; prizeId: string; issued: number; wins: number };
+  | { kind: 'prize_consumption_drift'; activityId: string; childId: string; prizeId: string; issued: number; wins: number }
+  | { kind: 'coupon_over_stock'; templateId: string; issued: number; totalStock: number }
+  | { kind: 'coupon_consumption_drift'; templateId: string; counted: [number, number, number]; coupons: [number, number, number] };
 
 export interface InvariantReport {
   ok: boolean;
@@ -112,11 +114,24 @@ async function snapshot(pool: pg.Pool) {
          full join (select activity_id, child_id, prize_id, count(*)::bigint as n from draw_wins group by 1, 2, 3) w using (activity_id, child_id, prize_id)
         where coalesce(pc.issued, 0) <> coalesce(w.n, 0) limit 100`,
     );
+    // C1, and the per-template counts against the per-user coupons they summarise.
+    const overStock = await client.query<{ template_id: string; issued: number; total_stock: number }>(
+      `select c.template_id, c.issued, t.total_stock from coupon_consumption c join coupon_templates t using (template_id)
+        where c.issued > t.total_stock limit 100`,
+    );
+    const couponDrift = await client.query<{ template_id: string; issued: number; frozen: number; redeemed: number; n: number; f: number; r: number }>(
+      `select coalesce(c.template_id, u.template_id) as template_id, coalesce(c.issued, 0) as issued, coalesce(c.frozen, 0) as frozen, coalesce(c.redeemed, 0) as redeemed,
+              coalesce(u.n, 0) as n, coalesce(u.f, 0) as f, coalesce(u.r, 0) as r
+         from coupon_consumption c
+         full join (select template_id, count(*)::bigint as n, count(payment_id)::bigint as f, count(redeemed_at)::bigint as r from user_coupons group by 1) u using (template_id)
+        where (coalesce(c.issued, 0), coalesce(c.frozen, 0), coalesce(c.redeemed, 0)) <> (coalesce(u.n, 0), coalesce(u.f, 0), coalesce(u.r, 0)) limit 100`,
+    );
     const accounts = await client.query<{ n: number }>('select count(*)::bigint as n from account_balances');
     await client.query('commit');
     return {
       totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows,
-      escrows: escrows.rows, credits: credits.rows, overQuota: overQuota.rows, consumptionDrift: consumptionDrift.rows, accounts: accounts.rows[0]!.n,
+      escrows: escrows.rows, credits: credits.rows, overQuota: overQuota.rows, consumptionDrift: consumptionDrift.rows,
+      overStock: overStock.rows, couponDrift: couponDrift.rows, accounts: accounts.rows[0]!.n,
     };
   } finally {
     client.release();
@@ -147,6 +162,11 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
       })),
       ...s.consumptionDrift.map((d) => ({
         kind: 'prize_consumption_drift' as const, activityId: d.activity_id, childId: d.child_id, prizeId: d.prize_id, issued: Number(d.issued), wins: Number(d.wins),
+      })),
+      ...s.overStock.map((o) => ({ kind: 'coupon_over_stock' as const, templateId: o.template_id, issued: Number(o.issued), totalStock: Number(o.total_stock) })),
+      ...s.couponDrift.map((d) => ({
+        kind: 'coupon_consumption_drift' as const, templateId: d.template_id,
+        counted: [Number(d.issued), Number(d.frozen), Number(d.redeemed)] as [number, number, number], coupons: [Number(d.n), Number(d.f), Number(d.r)] as [number, number, number],
       })),
     ];
     return {

@@ -11,6 +11,9 @@ import type { InvariantReport } from '../../projections/invariants.ts';
 import type pg from 'pg';
 import { reconciliationRoutes } from './reconciliation-routes.ts';
 import { campaignRoutes } from './campaign-routes.ts';
+import { couponAdminRoutes } from './coupon-routes.ts';
+import type { CouponCatalog } from '../../infra/coupon-catalog.ts';
+import type { CouponReader } from '../../projections/coupon-reader.ts';
 import type { CampaignCatalog, CampaignStore } from '../../infra/campaign-store.ts';
 
 const idPattern = '^[A-Za-z0-9_.:-]+$';
@@ -33,10 +36,11 @@ export interface AdminDeps {
   invariants(): Promise<InvariantReport>;
   pool: pg.Pool;
   campaigns: { store: CampaignStore; catalog: CampaignCatalog };
+  coupons: { catalog: CouponCatalog; reader: CouponReader };
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminDeps> =
-  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool, campaigns }) => {
+  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool, campaigns, coupons }) => {
     app.addHook('onRequest', async (req) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
@@ -154,4 +158,5 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
 
     await app.register(reconciliationRoutes, { pool });
     await app.register(campaignRoutes, campaigns);
+    await app.register(couponAdminRoutes, coupons);
   };

@@ -1,10 +1,7 @@
 -- Coupon gift packs.
 --
--- Configuration (not derived from the log): coupon templates with their stock, and gift
--- packs mapping slots to an iOS and an Android template. `taken` is the command side's
--- stock counter: a grant or reissue takes one per coupon with a conditional update, so it
--- never passes total_stock (invariant C1); the projection's coupon_consumption.issued must
--- come to the same once it has caught up.
+-- Configuration (not derived from the log): coupon templates, and gift packs mapping slots
+-- to an iOS and an Android template.
 create table coupon_templates (
   template_id        text primary key,
   platform           text not null check (platform in ('ios', 'android')),
@@ -12,11 +9,23 @@ create table coupon_templates (
   currency           text not null,
   valid_days         int not null check (valid_days > 0),
   total_stock        bigint not null check (total_stock >= 0),
-  taken              bigint not null default 0 check (taken >= 0),
   low_stock_percent  int check (low_stock_percent between 0 and 100),
   updated_at         timestamptz not null default now(),
-  updated_by         text not null,
-  check (taken <= total_stock)
+  updated_by         text not null
+);
+
+-- The command side's stock counters. A template's stock is split into buckets, so grants
+-- of one pack do not all queue on one row: a grant takes one unit from a bucket it can lock
+-- without waiting. `taken <= capacity` per bucket and the capacities summing to the
+-- template's total_stock make the stock impossible to exceed (invariant C1); the
+-- projection's coupon_consumption.issued must come to sum(taken) once it has caught up.
+create table coupon_stock (
+  template_id  text not null references coupon_templates,
+  bucket       int not null check (bucket >= 0),
+  capacity     bigint not null check (capacity >= 0),
+  taken        bigint not null default 0 check (taken >= 0),
+  primary key (template_id, bucket),
+  check (taken <= capacity)
 );
 
 create table gift_packs (
@@ -88,9 +97,12 @@ create table user_coupons (
 );
 create index user_coupons_user on user_coupons (user_id);
 
+-- Updated by signed deltas (a redeem is frozen −1, redeemed +1), so the columns carry no
+-- check of their own: a proposed insert row may be negative. The invariant checker compares
+-- them with user_coupons.
 create table coupon_consumption (
   template_id  text primary key,
-  issued       bigint not null default 0 check (issued >= 0),
-  frozen       bigint not null default 0 check (frozen >= 0),
-  redeemed     bigint not null default 0 check (redeemed >= 0)
+  issued       bigint not null default 0,
+  frozen       bigint not null default 0,
+  redeemed     bigint not null default 0
 );

@@ -2,7 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import {
   applyAll, couponStateOf, DAY_MS, decideClaim, decideFreeze, decideGrant, decideRedeem, decideReissue, decideTimeouts, decideUnfreeze,
-  evolvePack, packStatusOf, reissueNeeded, stockLevel, templateCountsOf, type CouponEvent, type PackRecord, type Platform,
+  evolvePack, packStatusOf, bucketCapacities, reissueNeeded, stockLevel, templateCountsOf, type CouponEvent, type PackRecord, type Platform,
 } from '../../domain/coupons.ts';
 import { MemoryLedger } from '../../domain/ledger.ts';
 
@@ -135,6 +135,19 @@ t.test('stock levels and the low-stock signal', async (t) => {
   t.same(stockLevel('x', 1000, 900, 10), { templateId: 'x', total: 1000, remaining: 100, lowStock: false }, '10% left is not below 10%');
   t.same(stockLevel('x', 1000, 901, 10), { templateId: 'x', total: 1000, remaining: 99, lowStock: true });
   t.same(stockLevel('x', 3, 3, 0), { templateId: 'x', total: 3, remaining: 0, lowStock: false }, 'a threshold of 0 never signals');
+});
+
+t.test('property: stock buckets always sum to the total and never hold less than they gave out', async (t) => {
+  fc.assert(fc.property(fc.array(fc.nat(1000), { minLength: 1, maxLength: 32 }), fc.nat(100_000), (taken, total) => {
+    const caps = bucketCapacities(total, taken);
+    const given = taken.reduce((a, b) => a + b, 0);
+    if (total < given) return caps === null;
+    return caps !== null && caps.reduce((a, b) => a + b, 0) === total && caps.every((c, i) => c >= taken[i]!)
+      && Math.max(...caps.map((c, i) => c - taken[i]!)) - Math.min(...caps.map((c, i) => c - taken[i]!)) <= 1;
+  }), { numRuns: 2000, seed: 7 });
+  t.same(bucketCapacities(10, [0, 0, 0, 0]), [3, 3, 2, 2]);
+  t.same(bucketCapacities(5, [3, 0]), [4, 1]);
+  t.equal(bucketCapacities(2, [3, 0]), null);
 });
 
 /**

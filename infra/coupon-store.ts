@@ -1,0 +1,352 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import {
+  applyAll, DAY_MS, decideClaim, decideFreeze, decideGrant, decideRedeem, decideReissue, decideTimeouts, decideUnfreeze,
+  nextHoldExpiry, packGrantIdFor, reissueNeeded, stockLevel,
+  type CommandContext, type CouponEvent, type CouponIssue, type CouponRefusal, type Decision, type GiftPack, type PackRecord, type Platform, type StockLevel,
+} from '../domain/coupons.ts';
+import type { Currency } from '../domain/money.ts';
+import type { EventPublisher } from './publisher.ts';
+
+/**
+ * The command side of coupon gift packs, in Postgres: stock is taken with a conditional
+ * update (C1), each pack's state is one row locked by every command on it (so racing
+ * freezes, redeems and reissues of a pack serialise), and the events decided are written to
+ * an outbox in the same transaction. After commit they are produced to Kafka in decision
+ * order; whatever an instance could not produce, the next command on the pack or the coupon
+ * keeper produces. A decision is therefore never lost and never half-made: stock, state and
+ * events commit together.
+ */
+export interface GrantCommand {
+  activityId: string; orderNo: string; userId: string; packId: string; platform: Platform;
+}
+
+export interface Audit { grantedBy: string; clientAddress: string; requestId: string; traceId?: string }
+
+/** A refusal of the rules (CouponRefusal) or of the command side: unknown pack, order conflict, stock. */
+export interface Refusal { code: CouponRefusal['code'] | 'PACK_NOT_FOUND' | 'ORDER_CONFLICT' | 'OUT_OF_STOCK'; message: string; details?: Record<string, unknown> }
+
+export type CommandResult =
+  | { ok: true; record: PackRecord; replayed: boolean; couponId?: string; stock?: StockLevel[] }
+  | { ok: false; status: number; refusal: Refusal };
+
+type Decided = Omit<Decision, 'refusal'> & { refusal?: Refusal };
+
+interface TemplateRow { template_id: string; platform: Platform; face_value: string; currency: Currency; valid_days: number }
+interface StockRow { template_id: string; total_stock: string; taken: string; low_stock_percent: number | null }
+
+const fingerprintOf = (cmd: GrantCommand) => createHash('sha256').update(JSON.stringify([cmd.userId, cmd.packId, cmd.platform])).digest('base64url');
+
+const refusalStatus: Record<string, number> = { COUPON_NOT_FOUND: 404, PACK_NOT_FOUND: 404 };
+
+export class CouponCommands {
+  constructor(private readonly deps: {
+    pool: pg.Pool; publisher: EventPublisher; lowStockPercent: number; now?: () => number;
+    log: { warn(msg: string, fields?: Record<string, unknown>): void };
+  }) {}
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  async grant(cmd: GrantCommand, audit: Audit): Promise<CommandResult> {
+    return retryDeadlocks(() => this.grantOnce(cmd, audit));
+  }
+
+  private async grantOnce(cmd: GrantCommand, audit: Audit): Promise<CommandResult> {
+    const grantId = packGrantIdFor(cmd.activityId, cmd.orderNo);
+    const decided = await this.decideGrantTx(grantId, cmd, audit);
+    // After the connection is back in the pool: a command never holds one connection while waiting for another.
+    if (decided === 'replay') {
+      const { rows } = await this.deps.pool.query<{ fingerprint: string; record: PackRecord }>('select fingerprint, record from pack_states where grant_id=$1', [grantId]);
+      if (rows[0]!.fingerprint !== fingerprintOf(cmd)) {
+        return { ok: false, status: 409, refusal: { code: 'ORDER_CONFLICT', message: `Order ${cmd.orderNo} was already used for a different gift pack grant; an order number identifies one grant.` } };
+      }
+      await this.flush(grantId);
+      return { ok: true, record: rows[0]!.record, replayed: true, stock: await this.stockOf(rows[0]!.record.coupons.map((c) => c.templateId)) };
+    }
+    if ('empty' in decided) {
+      const stock = await this.stockOf(decided.templateIds);
+      return { ok: false, status: 409, refusal: { code: 'OUT_OF_STOCK', message: `Gift pack ${cmd.packId} is out of stock on ${cmd.platform}: ${decided.empty.join(', ')} has none left.`, details: { exhausted: decided.empty, stock } } };
+    }
+    if (!('record' in decided)) return decided;
+    await this.flush(grantId);
+    return { ok: true, record: decided.record, replayed: false, stock: await this.stockOf(decided.record.coupons.map((c) => c.templateId)) };
+  }
+
+  /** One transaction: the order's row (or 'replay' when the order exists), the event in the outbox, and the stock — or nothing. */
+  private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord } | CommandResult> {
+    const client = await this.deps.pool.connect();
+    try {
+      await client.query('begin');
+      const inserted = await client.query(
+        `insert into pack_states(grant_id, activity_id, order_no, user_id, fingerprint, record) values ($1,$2,$3,$4,$5,'{}')
+         on conflict do nothing returning grant_id`,
+        [grantId, cmd.activityId, cmd.orderNo, cmd.userId, fingerprintOf(cmd)],
+      );
+      if (inserted.rowCount === 0) {
+        // A retry (or a racing copy) of an order: the first decision stands.
+        await client.query('rollback');
+        return 'replay';
+      }
+      const pack = await this.packOf(client, cmd.packId);
+      const templates = pack ? await this.templatesOf(client, pack.slots.map((s) => s[cmd.platform])) : new Map<string, TemplateRow>();
+      if (!pack || templates.size === 0) {
+        await client.query('rollback');
+        return { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: `There is no gift pack "${cmd.packId}".` } };
+      }
+      const now = this.now();
+      const coupons = pack.slots.map((s): Omit<CouponIssue, 'couponId'> => {
+        const t = templates.get(s[cmd.platform])!;
+        return { templateId: t.template_id, slot: s.slot, platform: cmd.platform, faceValue: Number(t.face_value), currency: t.currency, expiresAt: now + t.valid_days * DAY_MS };
+      });
+      const ctx: CommandContext = { now, activityId: cmd.activityId, traceId: audit.traceId ?? audit.requestId };
+      const event: CouponEvent = { type: 'GiftPackGranted', data: decideGrant({ ...cmd, coupons, grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId }, ctx) };
+      const record = applyAll(undefined, [event])!;
+      await this.save(client, record, [event]);
+      // Stock last: every grant of the pack contends for these rows, so they are held only for this update and the commit.
+      const templateIds = coupons.map((c) => c.templateId);
+      const taken = await this.takeStock(client, templateIds);
+      if (!taken.ok) {
+        await client.query('rollback');
+        return { empty: taken.empty, templateIds };
+      }
+      await client.query('commit');
+      return { record };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** The user claims a pack in the wallet. */
+  async claim(userId: string, grantId: string): Promise<CommandResult> {
+    return this.onPack(grantId, userId, (r, ctx) => decideClaim(r, ctx));
+  }
+
+  async freeze(cmd: { userId: string; couponId: string; paymentId: string; platform: Platform; holdMs: number }): Promise<CommandResult> {
+    return this.onCoupon(cmd.couponId, cmd.userId, async (r, ctx, client) => {
+      const reissue = reissueNeeded(r, cmd.couponId, cmd.platform);
+      let events: CouponEvent[] = [];
+      let record = r;
+      if (reissue) {
+        const pack = await this.packOf(client, r.packId);
+        const slots = (pack?.slots ?? []).filter((s) => reissue.slots.includes(s.slot));
+        const templates = await this.templatesOf(client, slots.map((s) => s[cmd.platform]));
+        const taken = await this.takeStock(client, slots.map((s) => s[cmd.platform]));
+        if (!pack || !taken.ok) {
+          return { events: [], refusal: { code: 'OUT_OF_STOCK', message: `No ${cmd.platform} coupons are left for this gift pack; it can only be used on ${r.platform}.` } };
+        }
+        const coupons = slots.map((s): Omit<CouponIssue, 'couponId'> => {
+          const t = templates.get(s[cmd.platform])!;
+          // The reissued coupon is the same benefit: it expires with the one it matches.
+          const original = r.coupons.find((c) => c.slot === s.slot)!;
+          return { templateId: t.template_id, slot: s.slot, platform: cmd.platform, faceValue: Number(t.face_value), currency: t.currency, expiresAt: original.expiresAt };
+        });
+        events = [decideReissue(r, cmd.platform, coupons, ctx)];
+        record = applyAll(r, events)!;
+      }
+      const d = decideFreeze(record, cmd, ctx);
+      if (d.refusal) return d;
+      return { ...d, events: [...events, ...d.events] };
+    });
+  }
+
+  async unfreeze(cmd: { userId: string; couponId: string; paymentId: string }): Promise<CommandResult> {
+    return this.onCoupon(cmd.couponId, cmd.userId, (r, ctx) => decideUnfreeze(r, cmd, ctx));
+  }
+
+  async redeem(cmd: { userId: string; couponId: string; paymentId: string }): Promise<CommandResult> {
+    return this.onCoupon(cmd.couponId, cmd.userId, (r, ctx) => decideRedeem(r, cmd, ctx));
+  }
+
+  /** Keeper: unfreezes holds past their end, oldest first. Returns how many packs it touched. */
+  async expireHolds(limit = 200): Promise<number> {
+    const { rows } = await this.deps.pool.query<{ grant_id: string; user_id: string }>(
+      'select grant_id, user_id from pack_states where hold_expires_at <= $1 order by hold_expires_at limit $2', [new Date(this.now()).toISOString(), limit],
+    );
+    for (const r of rows) await this.onPack(r.grant_id, r.user_id, () => ({ events: [] }));
+    return rows.length;
+  }
+
+  /** Keeper: produces outbox events older than `olderThanMs` that no instance produced (Kafka was down, or the instance died). */
+  async produceStranded(olderThanMs: number, limit = 500): Promise<number> {
+    const { rows } = await this.deps.pool.query<{ grant_id: string }>(
+      `select distinct grant_id from (select grant_id from coupon_outbox where created_at < now() - make_interval(secs => $1::double precision / 1000)
+        order by seq limit $2) s`, [olderThanMs, limit],
+    );
+    let n = 0;
+    for (const r of rows) n += await this.flush(r.grant_id);
+    return n;
+  }
+
+  /** Produces a pack's outbox in decision order, then forgets what Kafka acknowledged. */
+  async flush(grantId: string): Promise<number> {
+    const { rows } = await this.deps.pool.query<{ seq: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
+      'select seq, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
+    );
+    const done: string[] = [];
+    try {
+      // One at a time: a pack's events must reach its partition in the order they were decided.
+      for (const r of rows) {
+        await this.deps.publisher.publish(r.type, r.payload as never);
+        done.push(r.seq);
+      }
+    } catch (err) {
+      this.deps.log.warn('coupon events not produced yet; the outbox keeps them', { grantId, err: (err as Error).message });
+    }
+    if (done.length > 0) await this.deps.pool.query('delete from coupon_outbox where seq = any($1::bigint[])', [done]);
+    return done.length;
+  }
+
+  private async onCoupon(couponId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>): Promise<CommandResult> {
+    const { rows } = await this.deps.pool.query<{ grant_id: string }>('select grant_id from coupon_owners where coupon_id=$1', [couponId]);
+    if (rows.length === 0) return notFound(couponId);
+    return this.onPack(rows[0]!.grant_id, userId, decide, couponId);
+  }
+
+  /**
+   * Runs a decision on a pack under its row lock: holds past their end are unfrozen first
+   * (so every transition is an event, and a late redeem finds the hold gone), then the
+   * command decides on the result.
+   */
+  private onPack(
+    grantId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>, couponId?: string,
+  ): Promise<CommandResult> {
+    return retryDeadlocks(() => this.onPackOnce(grantId, userId, decide, couponId));
+  }
+
+  private async onPackOnce(
+    grantId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>, couponId?: string,
+  ): Promise<CommandResult> {
+    const client = await this.deps.pool.connect();
+    let result: CommandResult;
+    try {
+      await client.query('begin');
+      const { rows } = await client.query<{ record: PackRecord }>('select record from pack_states where grant_id=$1 for update', [grantId]);
+      const stored = rows[0]?.record;
+      if (!stored || stored.userId !== userId) {
+        await client.query('rollback');
+        return couponId ? notFound(couponId) : { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: 'There is no such gift pack in this wallet.' } };
+      }
+      const ctx: CommandContext = { now: this.now(), activityId: stored.activityId, traceId: grantId };
+      const timeouts = decideTimeouts(stored, ctx);
+      const current = applyAll(stored, timeouts)!;
+      // A refused command leaves nothing behind (a reissue's stock included); its timeouts stand.
+      await client.query('savepoint decide');
+      const d = await decide(current, ctx, client);
+      if (d.refusal) await client.query('rollback to savepoint decide');
+      const events = d.refusal ? timeouts : [...timeouts, ...d.events];
+      const record = applyAll(stored, events)!;
+      if (events.length > 0) await this.save(client, record, events);
+      await client.query('commit');
+      result = d.refusal
+        ? { ok: false, status: refusalStatus[d.refusal.code] ?? 409, refusal: d.refusal }
+        : { ok: true, record, replayed: d.replayed ?? false, ...(d.couponId ? { couponId: d.couponId } : {}) };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    await this.flush(grantId);
+    return result;
+  }
+
+  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[]): Promise<void> {
+    const expiry = nextHoldExpiry(record);
+    await client.query('update pack_states set record=$2, hold_expires_at=$3 where grant_id=$1', [
+      record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(),
+    ]);
+    const fresh = events.flatMap((e) => (e.type === 'GiftPackGranted' || e.type === 'CouponsReissued' ? e.data.coupons : []));
+    if (fresh.length > 0) {
+      await client.query('insert into coupon_owners(coupon_id, grant_id) select unnest($1::uuid[]), $2', [fresh.map((c) => c.couponId), record.grantId]);
+    }
+    await client.query(
+      `insert into coupon_outbox(event_id, grant_id, type, payload) select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])`,
+      [events.map((e) => e.data.eventId), events.map(() => record.grantId), events.map((e) => e.type), events.map((e) => JSON.stringify(e.data))],
+    );
+  }
+
+  /** Template terms, read without a lock: a template in use keeps its platform and value (coupon-catalog.ts). */
+  private async templatesOf(client: pg.PoolClient, templateIds: string[]): Promise<Map<string, TemplateRow>> {
+    const { rows } = await client.query<TemplateRow>(
+      'select template_id, platform, face_value, currency, valid_days from coupon_templates where template_id = any($1)', [templateIds],
+    );
+    return new Map(rows.map((r) => [r.template_id, r]));
+  }
+
+  private async packOf(client: pg.PoolClient, packId: string): Promise<GiftPack | null> {
+    const { rows } = await client.query<{ name: string; slots: GiftPack['slots'] }>('select name, slots from gift_packs where pack_id=$1', [packId]);
+    return rows[0] ? { packId, name: rows[0].name, slots: rows[0].slots } : null;
+  }
+
+  /**
+   * C1: one unit of each template, or none (the caller rolls back). Each template's unit comes
+   * from a bucket no other grant holds right now, so grants of one pack run side by side;
+   * only when every bucket with stock left is held does a grant wait for one. A template is
+   * out of stock when its buckets have nothing left.
+   */
+  private async takeStock(client: pg.PoolClient, templateIds: string[]): Promise<{ ok: true } | { ok: false; empty: string[] }> {
+    const ids = [...new Set(templateIds)].sort();
+    const { rows } = await client.query<{ template_id: string }>(
+      `update coupon_stock s set taken = s.taken + 1
+         from unnest($1::text[]) as t(id)
+         cross join lateral (select bucket from coupon_stock b where b.template_id = t.id and b.taken < b.capacity
+                              order by random() limit 1 for update skip locked) p
+        where s.template_id = t.id and s.bucket = p.bucket
+        returning s.template_id`,
+      [ids],
+    );
+    const got = new Set(rows.map((r) => r.template_id));
+    const empty: string[] = [];
+    for (const id of ids.filter((x) => !got.has(x))) {
+      for (;;) {
+        const { rowCount } = await client.query(
+          `update coupon_stock s set taken = s.taken + 1
+            where (s.template_id, s.bucket) = (select template_id, bucket from coupon_stock where template_id = $1 and taken < capacity
+                                                order by capacity - taken desc limit 1 for update)
+              and s.taken < s.capacity`,
+          [id],
+        );
+        if (rowCount === 1) break;
+        const { rows: left } = await client.query<{ left: string }>('select coalesce(sum(capacity - taken), 0) as left from coupon_stock where template_id = $1', [id]);
+        if (Number(left[0]!.left) === 0) {
+          empty.push(id);
+          break;
+        }
+      }
+    }
+    return empty.length === 0 ? { ok: true } : { ok: false, empty };
+  }
+
+  private levelOf(t: StockRow): StockLevel {
+    return stockLevel(t.template_id, Number(t.total_stock), Number(t.taken), t.low_stock_percent ?? this.deps.lowStockPercent);
+  }
+
+  async stockOf(templateIds: string[]): Promise<StockLevel[]> {
+    const { rows } = await this.deps.pool.query<StockRow>(
+      `select t.template_id, t.total_stock, t.low_stock_percent, (select coalesce(sum(s.taken), 0) from coupon_stock s where s.template_id = t.template_id) as taken
+         from coupon_templates t where t.template_id = any($1) order by t.template_id`, [[...new Set(templateIds)]],
+    );
+    return rows.map((t) => this.levelOf(t));
+  }
+}
+
+/** Two grants each waiting for a bucket the other holds: Postgres aborts one, which starts again (nothing of it was kept). */
+async function retryDeadlocks<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      if ((err as { code?: string }).code !== '40P01' || attempt >= 5) throw err;
+    }
+  }
+}
+
+function notFound(couponId: string): CommandResult {
+  return { ok: false, status: 404, refusal: { code: 'COUPON_NOT_FOUND', message: `There is no coupon ${couponId} in this wallet.` } };
+}
+
