@@ -47,6 +47,11 @@ export async function runLoad(opts: {
   }));
   const seconds = (performance.now() - start) / 1000;
   await pool.close();
+  return summarise(latencies, errors, statusCounts, seconds);
+}
+
+/** Rate and latency percentiles of one closed-loop run. */
+export function summarise(latencies: number[], errors: number, statusCounts: Record<string, number>, seconds: number): LoadResult {
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0;
   return { requests: latencies.length, errors, statusCounts, seconds, rps: latencies.length / seconds, p50: pct(0.5), p99: pct(0.99) };
