@@ -21,6 +21,7 @@ import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 import { benchAudit } from './audit.ts';
 import { benchGrabs } from './packets.ts';
 import { benchDraws } from './draws.ts';
+import { benchCoupons } from './coupons.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -151,6 +152,7 @@ async function main() {
   await pool.end();
   const grabs = await benchGrabs(ROUNDS, ROUND_MS, CONCURRENCY);
   const draws = await benchDraws(ROUNDS, ROUND_MS, CONCURRENCY);
+  const coupons = await benchCoupons(ROUNDS, ROUND_MS, CONCURRENCY);
   const audit = await benchAudit(ROUNDS);
 
   const med = (xs: LoadResult[], k: 'rps' | 'p50' | 'p99') => median(xs.map((x) => x[k]));
@@ -165,6 +167,7 @@ async function main() {
     payouts,
     grabs,
     draws,
+    coupons,
     audit,
   };
   mkdirSync(`${root}/.local`, { recursive: true });
@@ -188,6 +191,8 @@ async function main() {
 | grabs/s turned away (empty packet) vs bare fastify POST; p99 | ${grabs.turnedAway.rps.toFixed(0)}; ${grabs.turnedAway.p99.toFixed(1)} ms | ${grabs.bare.rps.toFixed(0)} | ${(grabs.turnedAway.rps / grabs.bare.rps).toFixed(2)} |
 | lottery draws/s, POST /v1/draws (${(draws.draws.winShare * 100).toFixed(0)}% won) vs bare fastify POST | ${draws.draws.rps.toFixed(0)} | ${draws.bare.rps.toFixed(0)} | ${(draws.draws.rps / draws.bare.rps).toFixed(2)} |
 | draw latency p50 / p99 (ms) | ${draws.draws.p50.toFixed(1)} / ${draws.draws.p99.toFixed(1)} | ${draws.bare.p50.toFixed(1)} / ${draws.bare.p99.toFixed(1)} | |
+| gift-pack grants/s, POST /v1/gift-packs/grants (3 coupons each) vs bare fastify POST; p50 / p99 | ${coupons.grants.rps.toFixed(0)}; ${coupons.grants.p50.toFixed(1)} / ${coupons.grants.p99.toFixed(1)} ms | ${coupons.bare.rps.toFixed(0)} | ${(coupons.grants.rps / coupons.bare.rps).toFixed(2)} |
+| coupon freeze+redeem pairs/s (two requests each) vs bare fastify POST; p50 / p99 per pair | ${coupons.pairs.rps.toFixed(0)}; ${coupons.pairs.p50.toFixed(1)} / ${coupons.pairs.p99.toFixed(1)} ms | ${coupons.bare.rps.toFixed(0)} | ${(coupons.pairs.rps / coupons.bare.rps).toFixed(2)} |
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
 | replay-audit events/s (whole log of ${audit.events}) vs raw kafkajs consume + Avro decode | ${audit.auditPerSec.toFixed(0)} | ${audit.rawPerSec.toFixed(0)} | ${audit.ratio.toFixed(2)} |
 | ${audit.events}-event audit: time / peak RSS (raw read: peak RSS) | ${audit.auditSeconds.toFixed(1)} s / ${audit.auditPeakRssMiB} MiB | ${audit.rawPeakRssMiB} MiB | |
