@@ -40,10 +40,14 @@ const fingerprintOf = (cmd: GrantCommand) => createHash('sha256').update(JSON.st
 const refusalStatus: Record<string, number> = { COUPON_NOT_FOUND: 404, PACK_NOT_FOUND: 404 };
 
 export class CouponCommands {
+  private readonly terms: PackTerms;
+
   constructor(private readonly deps: {
     pool: pg.Pool; publisher: EventPublisher; lowStockPercent: number; now?: () => number;
     log: { warn(msg: string, fields?: Record<string, unknown>): void };
-  }) {}
+  }) {
+    this.terms = new PackTerms(deps.pool);
+  }
 
   private now(): number {
     return (this.deps.now ?? Date.now)();
@@ -69,50 +73,39 @@ export class CouponCommands {
       const stock = await this.stockOf(decided.templateIds);
       return { ok: false, status: 409, refusal: { code: 'OUT_OF_STOCK', message: `Gift pack ${cmd.packId} is out of stock on ${cmd.platform}: ${decided.empty.join(', ')} has none left.`, details: { exhausted: decided.empty, stock } } };
     }
-    if (!('record' in decided)) return decided;
-    await this.flush(grantId);
+    if (!('events' in decided)) return decided;
+    await this.flush(grantId, decided.events);
     return { ok: true, record: decided.record, replayed: false, stock: await this.stockOf(decided.record.coupons.map((c) => c.templateId)) };
   }
 
   /** One transaction: the order's row (or 'replay' when the order exists), the event in the outbox, and the stock — or nothing. */
-  private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord } | CommandResult> {
+  private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord; events: CouponEvent[] } | CommandResult> {
+    const terms = await this.terms.get(cmd.packId, cmd.platform);
+    if (!terms) return { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: `There is no gift pack "${cmd.packId}".` } };
+    const now = this.now();
+    const coupons = terms.map(({ slot, template: t }): Omit<CouponIssue, 'couponId'> => ({
+      templateId: t.template_id, slot, platform: cmd.platform, faceValue: Number(t.face_value), currency: t.currency, expiresAt: now + t.valid_days * DAY_MS,
+    }));
+    const ctx: CommandContext = { now, activityId: cmd.activityId, traceId: audit.traceId ?? audit.requestId };
+    const event: CouponEvent = { type: 'GiftPackGranted', data: decideGrant({ ...cmd, coupons, grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId }, ctx) };
+    const record = applyAll(undefined, [event])!;
+    const templateIds = coupons.map((c) => c.templateId);
     const client = await this.deps.pool.connect();
     try {
       await client.query('begin');
-      const inserted = await client.query(
-        `insert into pack_states(grant_id, activity_id, order_no, user_id, fingerprint, record) values ($1,$2,$3,$4,$5,'{}')
-         on conflict do nothing returning grant_id`,
-        [grantId, cmd.activityId, cmd.orderNo, cmd.userId, fingerprintOf(cmd)],
-      );
-      if (inserted.rowCount === 0) {
+      if (!(await this.save(client, record, [event], { fingerprint: fingerprintOf(cmd) }))) {
         // A retry (or a racing copy) of an order: the first decision stands.
         await client.query('rollback');
         return 'replay';
       }
-      const pack = await this.packOf(client, cmd.packId);
-      const templates = pack ? await this.templatesOf(client, pack.slots.map((s) => s[cmd.platform])) : new Map<string, TemplateRow>();
-      if (!pack || templates.size === 0) {
-        await client.query('rollback');
-        return { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: `There is no gift pack "${cmd.packId}".` } };
-      }
-      const now = this.now();
-      const coupons = pack.slots.map((s): Omit<CouponIssue, 'couponId'> => {
-        const t = templates.get(s[cmd.platform])!;
-        return { templateId: t.template_id, slot: s.slot, platform: cmd.platform, faceValue: Number(t.face_value), currency: t.currency, expiresAt: now + t.valid_days * DAY_MS };
-      });
-      const ctx: CommandContext = { now, activityId: cmd.activityId, traceId: audit.traceId ?? audit.requestId };
-      const event: CouponEvent = { type: 'GiftPackGranted', data: decideGrant({ ...cmd, coupons, grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId }, ctx) };
-      const record = applyAll(undefined, [event])!;
-      await this.save(client, record, [event]);
       // Stock last: every grant of the pack contends for these rows, so they are held only for this update and the commit.
-      const templateIds = coupons.map((c) => c.templateId);
       const taken = await this.takeStock(client, templateIds);
       if (!taken.ok) {
         await client.query('rollback');
         return { empty: taken.empty, templateIds };
       }
       await client.query('commit');
-      return { record };
+      return { record, events: [event] };
     } catch (err) {
       await client.query('rollback').catch(() => {});
       throw err;
@@ -132,11 +125,14 @@ export class CouponCommands {
       let events: CouponEvent[] = [];
       let record = r;
       if (reissue) {
+        // A refused freeze leaves nothing behind, the reissue's stock included; the timeouts before it stand.
+        await client.query('savepoint reissue');
         const pack = await this.packOf(client, r.packId);
         const slots = (pack?.slots ?? []).filter((s) => reissue.slots.includes(s.slot));
         const templates = await this.templatesOf(client, slots.map((s) => s[cmd.platform]));
         const taken = await this.takeStock(client, slots.map((s) => s[cmd.platform]));
         if (!pack || !taken.ok) {
+          await client.query('rollback to savepoint reissue');
           return { events: [], refusal: { code: 'OUT_OF_STOCK', message: `No ${cmd.platform} coupons are left for this gift pack; it can only be used on ${r.platform}.` } };
         }
         const coupons = slots.map((s): Omit<CouponIssue, 'couponId'> => {
@@ -149,7 +145,10 @@ export class CouponCommands {
         record = applyAll(r, events)!;
       }
       const d = decideFreeze(record, cmd, ctx);
-      if (d.refusal) return d;
+      if (d.refusal) {
+        if (reissue) await client.query('rollback to savepoint reissue');
+        return d;
+      }
       return { ...d, events: [...events, ...d.events] };
     });
   }
@@ -183,21 +182,24 @@ export class CouponCommands {
   }
 
   /** Produces a pack's outbox in decision order, then forgets what Kafka acknowledged. */
-  async flush(grantId: string): Promise<number> {
-    const { rows } = await this.deps.pool.query<{ seq: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
-      'select seq, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
-    );
+  async flush(grantId: string, fresh?: readonly CouponEvent[]): Promise<number> {
+    // A pack just created has no earlier events: what it decided is all there is to produce.
+    const rows = fresh
+      ? fresh.map((e) => ({ id: e.data.eventId, type: e.type, payload: e.data }))
+      : (await this.deps.pool.query<{ id: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
+        'select event_id as id, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
+      )).rows;
     const done: string[] = [];
     try {
       // One at a time: a pack's events must reach its partition in the order they were decided.
       for (const r of rows) {
         await this.deps.publisher.publish(r.type, r.payload as never);
-        done.push(r.seq);
+        done.push(r.id);
       }
     } catch (err) {
       this.deps.log.warn('coupon events not produced yet; the outbox keeps them', { grantId, err: (err as Error).message });
     }
-    if (done.length > 0) await this.deps.pool.query('delete from coupon_outbox where seq = any($1::bigint[])', [done]);
+    if (done.length > 0) await this.deps.pool.query('delete from coupon_outbox where grant_id=$1 and event_id = any($2::uuid[])', [grantId, done]);
     return done.length;
   }
 
@@ -234,10 +236,7 @@ export class CouponCommands {
       const ctx: CommandContext = { now: this.now(), activityId: stored.activityId, traceId: grantId };
       const timeouts = decideTimeouts(stored, ctx);
       const current = applyAll(stored, timeouts)!;
-      // A refused command leaves nothing behind (a reissue's stock included); its timeouts stand.
-      await client.query('savepoint decide');
       const d = await decide(current, ctx, client);
-      if (d.refusal) await client.query('rollback to savepoint decide');
       const events = d.refusal ? timeouts : [...timeouts, ...d.events];
       const record = applyAll(stored, events)!;
       if (events.length > 0) await this.save(client, record, events);
@@ -255,19 +254,31 @@ export class CouponCommands {
     return result;
   }
 
-  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[]): Promise<void> {
+  /**
+   * Writes a decision in one statement: the pack's state (a new pack's row, or the locked one
+   * replaced), its new coupons' owners, and its events in the outbox. For a new pack, a row
+   * already there (another copy of the order won) writes nothing, and the answer is false.
+   */
+  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[], create?: { fingerprint: string }): Promise<boolean> {
     const expiry = nextHoldExpiry(record);
-    await client.query('update pack_states set record=$2, hold_expires_at=$3 where grant_id=$1', [
-      record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(),
-    ]);
     const fresh = events.flatMap((e) => (e.type === 'GiftPackGranted' || e.type === 'CouponsReissued' ? e.data.coupons : []));
-    if (fresh.length > 0) {
-      await client.query('insert into coupon_owners(coupon_id, grant_id) select unnest($1::uuid[]), $2', [fresh.map((c) => c.couponId), record.grantId]);
-    }
-    await client.query(
-      `insert into coupon_outbox(event_id, grant_id, type, payload) select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])`,
-      [events.map((e) => e.data.eventId), events.map(() => record.grantId), events.map((e) => e.type), events.map((e) => JSON.stringify(e.data))],
+    const state = create
+      ? `insert into pack_states(grant_id, activity_id, order_no, user_id, fingerprint, record, hold_expires_at) values ($1, $8, $9, $10, $11, $2, $3)
+         on conflict do nothing returning grant_id`
+      : 'update pack_states set record = $2, hold_expires_at = $3 where grant_id = $1 returning grant_id';
+    const { rows } = await client.query<{ n: number }>(
+      `with state as (${state}),
+            owners as (insert into coupon_owners(coupon_id, grant_id) select c, s.grant_id from unnest($4::uuid[]) as c, state s),
+            outbox as (insert into coupon_outbox(event_id, grant_id, type, payload) select e.id, s.grant_id, e.type, e.payload
+                         from unnest($5::uuid[], $6::text[], $7::jsonb[]) with ordinality as e(id, type, payload, n), state s order by e.n)
+       select count(*)::int as n from state`,
+      [
+        record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(), fresh.map((c) => c.couponId),
+        events.map((e) => e.data.eventId), events.map((e) => e.type), events.map((e) => JSON.stringify(e.data)),
+        ...(create ? [record.activityId, record.orderNo, record.userId, create.fingerprint] : []),
+      ],
     );
+    return rows[0]!.n === 1;
   }
 
   /** Template terms, read without a lock: a template in use keeps its platform and value (coupon-catalog.ts). */
@@ -332,6 +343,39 @@ export class CouponCommands {
          from coupon_templates t where t.template_id = any($1) order by t.template_id`, [[...new Set(templateIds)]],
     );
     return rows.map((t) => this.levelOf(t));
+  }
+}
+
+/**
+ * A pack's slots and their templates' terms for a platform, kept for a second: every grant
+ * reads them, and they change only by an operator's put (a template in use keeps its
+ * platform and value, coupon-catalog.ts), which grants see within TERMS_TTL_MS.
+ */
+const TERMS_TTL_MS = 1000;
+class PackTerms {
+  private readonly cache = new Map<string, { at: number; terms: Promise<{ slot: string; template: TemplateRow }[] | null> }>();
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  get(packId: string, platform: Platform): Promise<{ slot: string; template: TemplateRow }[] | null> {
+    const key = `${packId}/${platform}`;
+    const hit = this.cache.get(key);
+    if (hit && Date.now() - hit.at < TERMS_TTL_MS) return hit.terms;
+    const terms = this.load(packId, platform);
+    this.cache.set(key, { at: Date.now(), terms });
+    terms.catch(() => this.cache.delete(key));
+    return terms;
+  }
+
+  private async load(packId: string, platform: Platform) {
+    const { rows } = await this.pool.query<TemplateRow & { slot: string }>(
+      `select s.slot_json->>'slot' as slot, t.template_id, t.platform, t.face_value, t.currency, t.valid_days
+         from gift_packs p, jsonb_array_elements(p.slots) with ordinality as s(slot_json, n)
+         join coupon_templates t on t.template_id = s.slot_json->>$2
+        where p.pack_id = $1 order by s.n`,
+      [packId, platform],
+    );
+    return rows.length === 0 ? null : rows.map(({ slot, ...template }) => ({ slot, template }));
   }
 }
 
