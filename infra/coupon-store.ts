@@ -41,12 +41,14 @@ const refusalStatus: Record<string, number> = { COUPON_NOT_FOUND: 404, PACK_NOT_
 
 export class CouponCommands {
   private readonly terms: PackTerms;
+  private readonly produced: ProducedEvents;
 
   constructor(private readonly deps: {
     pool: pg.Pool; publisher: EventPublisher; lowStockPercent: number; now?: () => number;
     log: { warn(msg: string, fields?: Record<string, unknown>): void };
   }) {
     this.terms = new PackTerms(deps.pool);
+    this.produced = new ProducedEvents(deps.pool, deps.log);
   }
 
   private now(): number {
@@ -75,11 +77,12 @@ export class CouponCommands {
     }
     if (!('events' in decided)) return decided;
     await this.flush(grantId, decided.events);
-    return { ok: true, record: decided.record, replayed: false, stock: await this.stockOf(decided.record.coupons.map((c) => c.templateId)) };
+    const stock = decided.levels?.map((t) => this.levelOf(t)) ?? await this.stockOf(decided.record.coupons.map((c) => c.templateId));
+    return { ok: true, record: decided.record, replayed: false, stock };
   }
 
   /** One transaction: the order's row (or 'replay' when the order exists), the event in the outbox, and the stock — or nothing. */
-  private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord; events: CouponEvent[] } | CommandResult> {
+  private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord; events: CouponEvent[]; levels: StockRow[] | null } | CommandResult> {
     const terms = await this.terms.get(cmd.packId, cmd.platform);
     if (!terms) return { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: `There is no gift pack "${cmd.packId}".` } };
     const now = this.now();
@@ -93,7 +96,7 @@ export class CouponCommands {
     const client = await this.deps.pool.connect();
     try {
       await client.query('begin');
-      if (!(await this.save(client, record, [event], { fingerprint: fingerprintOf(cmd) }))) {
+      if (!(await this.save(client, record, [event], { fingerprint: fingerprintOf(cmd) })).created) {
         // A retry (or a racing copy) of an order: the first decision stands.
         await client.query('rollback');
         return 'replay';
@@ -105,7 +108,7 @@ export class CouponCommands {
         return { empty: taken.empty, templateIds };
       }
       await client.query('commit');
-      return { record, events: [event] };
+      return { record, events: [event], levels: taken.levels };
     } catch (err) {
       await client.query('rollback').catch(() => {});
       throw err;
@@ -116,7 +119,7 @@ export class CouponCommands {
 
   /** The user claims a pack in the wallet. */
   async claim(userId: string, grantId: string): Promise<CommandResult> {
-    return this.onPack(grantId, userId, (r, ctx) => decideClaim(r, ctx));
+    return this.onPack({ grantId }, userId, (r, ctx) => decideClaim(r, ctx));
   }
 
   async freeze(cmd: { userId: string; couponId: string; paymentId: string; platform: Platform; holdMs: number }): Promise<CommandResult> {
@@ -166,7 +169,7 @@ export class CouponCommands {
     const { rows } = await this.deps.pool.query<{ grant_id: string; user_id: string }>(
       'select grant_id, user_id from pack_states where hold_expires_at <= $1 order by hold_expires_at limit $2', [new Date(this.now()).toISOString(), limit],
     );
-    for (const r of rows) await this.onPack(r.grant_id, r.user_id, () => ({ events: [] }));
+    for (const r of rows) await this.onPack({ grantId: r.grant_id }, r.user_id, () => ({ events: [] }));
     return rows.length;
   }
 
@@ -178,35 +181,38 @@ export class CouponCommands {
     );
     let n = 0;
     for (const r of rows) n += await this.flush(r.grant_id);
+    await this.produced.drain();
     return n;
   }
 
   /** Produces a pack's outbox in decision order, then forgets what Kafka acknowledged. */
   async flush(grantId: string, fresh?: readonly CouponEvent[]): Promise<number> {
-    // A pack just created has no earlier events: what it decided is all there is to produce.
     const rows = fresh
       ? fresh.map((e) => ({ id: e.data.eventId, type: e.type, payload: e.data }))
       : (await this.deps.pool.query<{ id: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
         'select event_id as id, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
       )).rows;
-    const done: string[] = [];
+    let done = 0;
     try {
       // One at a time: a pack's events must reach its partition in the order they were decided.
       for (const r of rows) {
         await this.deps.publisher.publish(r.type, r.payload as never);
-        done.push(r.id);
+        this.produced.add(grantId, r.id);
+        done++;
       }
     } catch (err) {
       this.deps.log.warn('coupon events not produced yet; the outbox keeps them', { grantId, err: (err as Error).message });
     }
-    if (done.length > 0) await this.deps.pool.query('delete from coupon_outbox where grant_id=$1 and event_id = any($2::uuid[])', [grantId, done]);
-    return done.length;
+    return done;
   }
 
-  private async onCoupon(couponId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>): Promise<CommandResult> {
-    const { rows } = await this.deps.pool.query<{ grant_id: string }>('select grant_id from coupon_owners where coupon_id=$1', [couponId]);
-    if (rows.length === 0) return notFound(couponId);
-    return this.onPack(rows[0]!.grant_id, userId, decide, couponId);
+  /** Forgets now what Kafka has acknowledged (the keeper and tests; requests let it batch). */
+  async forgetProduced(): Promise<void> {
+    await this.produced.drain();
+  }
+
+  private onCoupon(couponId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>): Promise<CommandResult> {
+    return this.onPack({ couponId }, userId, decide);
   }
 
   /**
@@ -215,31 +221,39 @@ export class CouponCommands {
    * command decides on the result.
    */
   private onPack(
-    grantId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>, couponId?: string,
+    pack: { grantId: string } | { couponId: string }, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>,
   ): Promise<CommandResult> {
-    return retryDeadlocks(() => this.onPackOnce(grantId, userId, decide, couponId));
+    return retryDeadlocks(() => this.onPackOnce(pack, userId, decide));
   }
 
   private async onPackOnce(
-    grantId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>, couponId?: string,
+    pack: { grantId: string } | { couponId: string }, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>,
   ): Promise<CommandResult> {
     const client = await this.deps.pool.connect();
     let result: CommandResult;
+    let written: { events: CouponEvent[]; earlier: number } | null = null;
+    let grantId: string;
     try {
       await client.query('begin');
-      const { rows } = await client.query<{ record: PackRecord }>('select record from pack_states where grant_id=$1 for update', [grantId]);
+      const { rows } = await client.query<{ record: PackRecord }>(
+        'grantId' in pack
+          ? 'select record from pack_states where grant_id = $1 for update'
+          : 'select record from pack_states where grant_id = (select grant_id from coupon_owners where coupon_id = $1) for update',
+        ['grantId' in pack ? pack.grantId : pack.couponId],
+      );
       const stored = rows[0]?.record;
       if (!stored || stored.userId !== userId) {
         await client.query('rollback');
-        return couponId ? notFound(couponId) : { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: 'There is no such gift pack in this wallet.' } };
+        return 'couponId' in pack ? notFound(pack.couponId) : { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: 'There is no such gift pack in this wallet.' } };
       }
+      grantId = stored.grantId;
       const ctx: CommandContext = { now: this.now(), activityId: stored.activityId, traceId: grantId };
       const timeouts = decideTimeouts(stored, ctx);
       const current = applyAll(stored, timeouts)!;
       const d = await decide(current, ctx, client);
       const events = d.refusal ? timeouts : [...timeouts, ...d.events];
       const record = applyAll(stored, events)!;
-      if (events.length > 0) await this.save(client, record, events);
+      if (events.length > 0) written = { events, earlier: (await this.save(client, record, events)).earlier };
       await client.query('commit');
       result = d.refusal
         ? { ok: false, status: refusalStatus[d.refusal.code] ?? 409, refusal: d.refusal }
@@ -250,7 +264,8 @@ export class CouponCommands {
     } finally {
       client.release();
     }
-    await this.flush(grantId);
+    // Events decided earlier and not yet produced go first; with none, what was just decided is all there is.
+    if (written) await this.flush(grantId, written.earlier === 0 ? written.events : undefined);
     return result;
   }
 
@@ -259,26 +274,27 @@ export class CouponCommands {
    * replaced), its new coupons' owners, and its events in the outbox. For a new pack, a row
    * already there (another copy of the order won) writes nothing, and the answer is false.
    */
-  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[], create?: { fingerprint: string }): Promise<boolean> {
+  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[], create?: { fingerprint: string }): Promise<{ created: boolean; earlier: number }> {
     const expiry = nextHoldExpiry(record);
     const fresh = events.flatMap((e) => (e.type === 'GiftPackGranted' || e.type === 'CouponsReissued' ? e.data.coupons : []));
     const state = create
       ? `insert into pack_states(grant_id, activity_id, order_no, user_id, fingerprint, record, hold_expires_at) values ($1, $8, $9, $10, $11, $2, $3)
          on conflict do nothing returning grant_id`
       : 'update pack_states set record = $2, hold_expires_at = $3 where grant_id = $1 returning grant_id';
-    const { rows } = await client.query<{ n: number }>(
+    // `earlier`: the pack's events still in the outbox from before (the statement's snapshot does not see its own inserts).
+    const { rows } = await client.query<{ n: number; earlier: number }>(
       `with state as (${state}),
             owners as (insert into coupon_owners(coupon_id, grant_id) select c, s.grant_id from unnest($4::uuid[]) as c, state s),
             outbox as (insert into coupon_outbox(event_id, grant_id, type, payload) select e.id, s.grant_id, e.type, e.payload
                          from unnest($5::uuid[], $6::text[], $7::jsonb[]) with ordinality as e(id, type, payload, n), state s order by e.n)
-       select count(*)::int as n from state`,
+       select (select count(*) from state)::int as n, (select count(*) from coupon_outbox where grant_id = $1)::int as earlier`,
       [
         record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(), fresh.map((c) => c.couponId),
         events.map((e) => e.data.eventId), events.map((e) => e.type), events.map((e) => JSON.stringify(e.data)),
         ...(create ? [record.activityId, record.orderNo, record.userId, create.fingerprint] : []),
       ],
     );
-    return rows[0]!.n === 1;
+    return { created: rows[0]!.n === 1, earlier: rows[0]!.earlier };
   }
 
   /** Template terms, read without a lock: a template in use keeps its platform and value (coupon-catalog.ts). */
@@ -300,15 +316,18 @@ export class CouponCommands {
    * only when every bucket with stock left is held does a grant wait for one. A template is
    * out of stock when its buckets have nothing left.
    */
-  private async takeStock(client: pg.PoolClient, templateIds: string[]): Promise<{ ok: true } | { ok: false; empty: string[] }> {
+  private async takeStock(client: pg.PoolClient, templateIds: string[]): Promise<{ ok: true; levels: StockRow[] | null } | { ok: false; empty: string[] }> {
     const ids = [...new Set(templateIds)].sort();
-    const { rows } = await client.query<{ template_id: string }>(
+    // The sums come from the statement's snapshot, which does not see this update: + 1 is this grant's unit.
+    const { rows } = await client.query<StockRow>(
       `update coupon_stock s set taken = s.taken + 1
          from unnest($1::text[]) as t(id)
          cross join lateral (select bucket from coupon_stock b where b.template_id = t.id and b.taken < b.capacity
                               order by random() limit 1 for update skip locked) p
         where s.template_id = t.id and s.bucket = p.bucket
-        returning s.template_id`,
+        returning s.template_id, (select sum(c.capacity) from coupon_stock c where c.template_id = s.template_id) as total_stock,
+                  (select sum(c.taken) from coupon_stock c where c.template_id = s.template_id) + 1 as taken,
+                  (select low_stock_percent from coupon_templates c where c.template_id = s.template_id)`,
       [ids],
     );
     const got = new Set(rows.map((r) => r.template_id));
@@ -330,7 +349,8 @@ export class CouponCommands {
         }
       }
     }
-    return empty.length === 0 ? { ok: true } : { ok: false, empty };
+    if (empty.length > 0) return { ok: false, empty };
+    return { ok: true, levels: rows.length === ids.length ? rows.sort((a, b) => (a.template_id < b.template_id ? -1 : 1)) : null };
   }
 
   private levelOf(t: StockRow): StockLevel {
@@ -376,6 +396,38 @@ class PackTerms {
       [packId, platform],
     );
     return rows.length === 0 ? null : rows.map(({ slot, ...template }) => ({ slot, template }));
+  }
+}
+
+/**
+ * Outbox rows Kafka has acknowledged, deleted in batches off the request path. A row not
+ * deleted yet (the process died first) is produced again by the keeper: a copy the ledger
+ * applies once, by its id.
+ */
+class ProducedEvents {
+  private pending: { grantId: string; eventId: string }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private draining: Promise<void> = Promise.resolve();
+
+  constructor(private readonly pool: pg.Pool, private readonly log: { warn(msg: string, fields?: Record<string, unknown>): void }) {}
+
+  add(grantId: string, eventId: string): void {
+    this.pending.push({ grantId, eventId });
+    if (this.pending.length >= 500) void this.drain();
+    else this.timer ??= setTimeout(() => void this.drain(), 20);
+  }
+
+  drain(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return this.draining;
+    this.draining = this.draining.then(() => this.pool.query(
+      'delete from coupon_outbox o using unnest($1::uuid[], $2::uuid[]) as d(grant_id, event_id) where o.grant_id = d.grant_id and o.event_id = d.event_id',
+      [batch.map((b) => b.grantId), batch.map((b) => b.eventId)],
+    )).then(() => undefined, (err) => this.log.warn('produced coupon events not forgotten; the keeper will produce them again', { err: (err as Error).message }));
+    return this.draining;
   }
 }
 
