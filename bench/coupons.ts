@@ -4,15 +4,12 @@
 // requests on one coupon, each a row-locked decision, an outbox row and a produce), against a
 // bare fastify POST route in the same run. Run alone with `tsx bench/coupons.ts`, or as part
 // of `npm run bench`.
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { loadConfig } from '../infra/config.ts';
-import { openRuntime, removeNamespace, setupNamespace } from '../infra/runtime.ts';
-import { generateSigningKeyPem } from '../domain/tokens.ts';
+import { removeNamespace } from '../infra/runtime.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import { CouponCommands } from '../infra/coupon-store.ts';
-import { processGroup, waitHttp } from './processes.ts';
+import { benchNamespace, processGroup, waitHttp } from './processes.ts';
 import { runLoad, median, summarise, type LoadResult } from './load.ts';
 
 const log = (s: string) => process.stderr.write(`[bench:coupons] ${s}\n`);
@@ -23,16 +20,7 @@ export interface Figure { rps: number; p50: number; p99: number; errors: number 
 export interface CouponBench { grants: Figure; pairs: Figure; bare: Figure; rounds: { grants: number[]; pairs: number[]; bare: number[] } }
 
 export async function benchCoupons(rounds: number, roundMs: number, concurrency: number): Promise<CouponBench> {
-  const ns = `bench_cp_${Date.now().toString(36)}`;
-  const cfg = loadConfig({ namespace: ns });
-  await setupNamespace(cfg);
-  const rt = await openRuntime('bench-coupons', { namespace: ns }, 20);
-  const upstream = { id: 'bench', secret: randomBytes(16).toString('hex') };
-  const adminToken = randomBytes(16).toString('hex');
-  const env = {
-    ...process.env, LEDGER_NAMESPACE: ns, API_PORT: String(API_PORT), PORT: String(BARE_PORT), LOG_LEVEL: 'warn',
-    UPSTREAM_KEYS: `${upstream.id}=${upstream.secret}`, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_KEY: generateSigningKeyPem(),
-  };
+  const { ns, rt, upstream, adminToken, env } = await benchNamespace('bench_cp', { api: API_PORT, bare: BARE_PORT });
   const procs = processGroup(env);
   try {
     procs.run('bin/api.ts');

@@ -2,14 +2,11 @@
 // pool of cash and goods prizes with quotas and slice caps in Redis, a LotteryDrawn event per
 // draw and a TokenIssued or GoodsGranted per win, acks=all) against a bare fastify POST route
 // in the same run. Run alone with `tsx bench/draws.ts`, or as part of `npm run bench`.
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../infra/config.ts';
-import { openRuntime, removeNamespace, setupNamespace } from '../infra/runtime.ts';
-import { generateSigningKeyPem } from '../domain/tokens.ts';
+import { removeNamespace } from '../infra/runtime.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import type { CampaignConfig } from '../domain/campaigns.ts';
-import { processGroup, stopProcess, waitHttp } from './processes.ts';
+import { benchNamespace, processGroup, stopProcess, waitHttp } from './processes.ts';
 import { runLoad, median, peakRssMiB, type LoadResult } from './load.ts';
 
 const log = (s: string) => process.stderr.write(`[bench:draws] ${s}\n`);
@@ -21,16 +18,7 @@ export interface DrawFigure { rps: number; p50: number; p99: number; errors: num
 export interface DrawBench { draws: DrawFigure; bare: { rps: number; p50: number; p99: number }; apiPeakMiB: number | null; rounds: { draws: number[]; bare: number[] } }
 
 export async function benchDraws(rounds: number, roundMs: number, concurrency: number): Promise<DrawBench> {
-  const ns = `bench_dr_${Date.now().toString(36)}`;
-  const cfg = loadConfig({ namespace: ns });
-  await setupNamespace(cfg);
-  const rt = await openRuntime('bench-draws', { namespace: ns });
-  const upstream = { id: 'bench', secret: randomBytes(16).toString('hex') };
-  const adminToken = randomBytes(16).toString('hex');
-  const env = {
-    ...process.env, LEDGER_NAMESPACE: ns, API_PORT: String(API_PORT), PORT: String(BARE_PORT), LOG_LEVEL: 'warn',
-    UPSTREAM_KEYS: `${upstream.id}=${upstream.secret}`, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_KEY: generateSigningKeyPem(),
-  };
+  const { ns, rt, upstream, adminToken, env } = await benchNamespace('bench_dr', { api: API_PORT, bare: BARE_PORT });
   const procs = processGroup(env);
   const run = (script: string) => procs.run(script);
   try {

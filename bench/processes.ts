@@ -1,4 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../infra/config.ts';
+import { openRuntime, setupNamespace } from '../infra/runtime.ts';
+import { generateSigningKeyPem } from '../domain/tokens.ts';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -32,4 +36,18 @@ export async function waitHttp(url: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${url} did not come up`);
+}
+
+/** A throwaway namespace for one benchmark, an upstream key and admin token, and the environment its processes run with. */
+export async function benchNamespace(prefix: string, ports: { api: number; bare: number }) {
+  const ns = `${prefix}_${Date.now().toString(36)}`;
+  await setupNamespace(loadConfig({ namespace: ns }));
+  const rt = await openRuntime(prefix, { namespace: ns }, 20);
+  const upstream = { id: 'bench', secret: randomBytes(16).toString('hex') };
+  const adminToken = randomBytes(16).toString('hex');
+  const env = {
+    ...process.env, LEDGER_NAMESPACE: ns, API_PORT: String(ports.api), PORT: String(ports.bare), LOG_LEVEL: 'warn',
+    UPSTREAM_KEYS: `${upstream.id}=${upstream.secret}`, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_KEY: generateSigningKeyPem(),
+  };
+  return { ns, rt, upstream, adminToken, env };
 }

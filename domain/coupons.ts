@@ -151,6 +151,9 @@ export const COUPON_EVENT_TYPES: readonly (keyof CouponEventMap)[] = [
   'GiftPackGranted', 'GiftPackClaimed', 'CouponsReissued', 'CouponFrozen', 'CouponUnfrozen', 'CouponRedeemed',
 ];
 
+const COUPON_TYPES: ReadonlySet<string> = new Set(COUPON_EVENT_TYPES);
+export const isCouponEvent = (e: { type: string }): e is CouponEvent => COUPON_TYPES.has(e.type);
+
 /** The id each coupon event must carry (derived from its business key). */
 export function couponEventIdOf(event: CouponEvent): string {
   const e = event.data;

@@ -7,7 +7,7 @@ import {
   claimEventIdFor, invalidSplit, refundEventIdFor, unclaimedOf, shareCreditEventIdFor, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord,
 } from './packets.ts';
 import { drawEventIdFor, goodsGrantIdFor, type DrawWinRecord, type GoodsGrantRecord } from './campaigns.ts';
-import { couponEventIdOf, evolvePack, type CouponEvent, type PackRecord } from './coupons.ts';
+import { couponEventIdOf, evolvePack, isCouponEvent, type PackRecord } from './coupons.ts';
 
 /**
  * The money rules. This module is the single definition of what each event does to the
@@ -122,6 +122,7 @@ export interface StateRead {
 }
 
 export function stateReadBy(event: LedgerEvent): StateRead {
+  if (isCouponEvent(event)) return { pack: event.data.grantId };
   switch (event.type) {
     case 'TokenCredited':
       return { token: event.data.tokenId };
@@ -137,13 +138,6 @@ export function stateReadBy(event: LedgerEvent): StateRead {
       return { packet: event.data.packetId, packetClaim: { packetId: event.data.packetId, seq: event.data.seq } };
     case 'PacketRefunded':
       return { packet: event.data.packetId };
-    case 'GiftPackGranted':
-    case 'GiftPackClaimed':
-    case 'CouponsReissued':
-    case 'CouponFrozen':
-    case 'CouponUnfrozen':
-    case 'CouponRedeemed':
-      return { pack: event.data.grantId };
     default:
       return {};
   }
@@ -151,6 +145,7 @@ export function stateReadBy(event: LedgerEvent): StateRead {
 
 /** I5: the id a creating event must carry, or null for events guarded by the state they change. */
 function derivedIdOf(event: LedgerEvent): string | null {
+  if (isCouponEvent(event)) return couponEventIdOf(event);
   switch (event.type) {
     case 'BudgetFunded':
       return fundingEventIdFor(event.data.activityId, event.data.fundingId);
@@ -174,13 +169,6 @@ function derivedIdOf(event: LedgerEvent): string | null {
       return drawEventIdFor(event.data.activityId, event.data.drawId);
     case 'GoodsGranted':
       return goodsGrantIdFor(event.data.activityId, event.data.orderNo);
-    case 'GiftPackGranted':
-    case 'GiftPackClaimed':
-    case 'CouponsReissued':
-    case 'CouponFrozen':
-    case 'CouponUnfrozen':
-    case 'CouponRedeemed':
-      return couponEventIdOf(event as CouponEvent);
     default:
       return null;
   }
@@ -191,6 +179,13 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
   if (expected !== null && (event.data.eventId !== expected || (event.type === 'TokenIssued' && event.data.tokenId !== expected)
     || (event.type === 'GoodsGranted' && event.data.grantId !== expected))) {
     return { ...none(), anomalies: [{ kind: 'event_id_not_derived', eventId: event.data.eventId, expected }] };
+  }
+  if (isCouponEvent(event)) {
+    const next = evolvePack(view.pack(event.data.grantId), event);
+    if ('refused' in next) {
+      return { ...none(), anomalies: [{ kind: 'coupon_event_refused', grantId: event.data.grantId, eventId: event.data.eventId, type: event.type, reason: next.refused }] };
+    }
+    return { ...none(), packs: [next.record] };
   }
   switch (event.type) {
     case 'BudgetFunded': {
@@ -314,18 +309,6 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
           grantId: e.grantId, userId: e.userId, activityId: e.activityId, sceneId: e.sceneId, orderNo: e.orderNo, itemId: e.itemId, quantity: e.quantity, grantedAt: e.occurredAt,
         }],
       };
-    }
-    case 'GiftPackGranted':
-    case 'GiftPackClaimed':
-    case 'CouponsReissued':
-    case 'CouponFrozen':
-    case 'CouponUnfrozen':
-    case 'CouponRedeemed': {
-      const next = evolvePack(view.pack(event.data.grantId), event as CouponEvent);
-      if ('refused' in next) {
-        return { ...none(), anomalies: [{ kind: 'coupon_event_refused', grantId: event.data.grantId, eventId: event.data.eventId, type: event.type, reason: next.refused }] };
-      }
-      return { ...none(), packs: [next.record] };
     }
   }
 }

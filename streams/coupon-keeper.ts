@@ -1,5 +1,6 @@
 import type { Runtime } from '../infra/runtime.ts';
 import { CouponCommands } from '../infra/coupon-store.ts';
+import { Periodic } from './periodic.ts';
 
 export interface CouponKeeperRound { expired: number; produced: number }
 
@@ -13,9 +14,8 @@ export interface CouponKeeperRound { expired: number; produced: number }
  * at once, beside the API.
  */
 export class CouponKeeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
   private readonly commands: CouponCommands;
+  private readonly periodic = new Periodic(() => this.runOnce(), (err) => this.rt.log.error('coupon keeper round failed', { err }));
   rounds = 0;
 
   constructor(private readonly rt: Runtime, opts: { now?: () => number } = {}) {
@@ -23,21 +23,11 @@ export class CouponKeeper {
   }
 
   start(intervalMs = this.rt.cfg.couponKeeperIntervalMs): void {
-    const tick = () => {
-      this.running = this.runOnce()
-        .catch((err) => this.rt.log.error('coupon keeper round failed', { err }))
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.periodic.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   async runOnce(): Promise<CouponKeeperRound> {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Periodic } from './periodic.ts';
 import { claimFor, refundEventIdFor } from '../domain/packets.ts';
 import type { Currency } from '../domain/money.ts';
 import type { Runtime } from '../infra/runtime.ts';
@@ -33,8 +34,7 @@ export interface KeeperRound {
  * fixes the rest once), so any number of keepers may run, race, or restart midway.
  */
 export class PacketKeeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
+  private readonly periodic = new Periodic(() => this.runOnce(), (err) => this.rt.log.error('packet keeper round failed', { err }));
   private readonly grabs: PacketGrabs;
   private readonly reader: PacketReader;
   private readonly fence: ProjectionFence;
@@ -49,21 +49,11 @@ export class PacketKeeper {
   }
 
   start(intervalMs = this.rt.cfg.packetKeeperIntervalMs): void {
-    const tick = () => {
-      this.running = this.runOnce()
-        .catch((err) => this.rt.log.error('packet keeper round failed', { err }))
-        .finally(() => {
-          this.running = null;
-          if (this.timer) this.timer = setTimeout(tick, intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.periodic.start(intervalMs);
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.periodic.stop();
     await this.fence.close();
   }
 
