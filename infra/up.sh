@@ -58,7 +58,9 @@ if ! kafka_up; then
 fi
 
 # --- Schema registry (Apicurio, Confluent API at /apis/ccompat/v7) ----------------------
-registry_up() { curl -fsS -m 2 -o /dev/null "$SCHEMA_REGISTRY_URL/subjects" 2>/dev/null; }
+# /config, not /subjects: listing every subject grows with the registry's database (each test
+# namespace registers its own), and past a couple of seconds the check never succeeded.
+registry_up() { curl -fsS -m 2 -o /dev/null "$SCHEMA_REGISTRY_URL/config" 2>/dev/null; }
 if ! registry_up; then
   tarball="$HOME/.m2/repository/io/apicurio/apicurio-registry-app/$APICURIO_VERSION/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz"
   if [ ! -f "$tarball" ]; then
@@ -79,7 +81,7 @@ if ! registry_up; then
     rm -rf "$app" "$app.part" && mkdir -p "$app.part" && tar -xzf "$tarball" -C "$app.part" && mv "$app.part" "$app"
   fi
   if port_open 127.0.0.1 "$REGISTRY_PORT"; then
-    die "port $REGISTRY_PORT is taken by something that is not answering as a schema registry ($SCHEMA_REGISTRY_URL/subjects). Stop it, or set REGISTRY_PORT and SCHEMA_REGISTRY_URL."
+    die "port $REGISTRY_PORT is taken by something that is not answering as a schema registry ($SCHEMA_REGISTRY_URL/config). Stop it, or set REGISTRY_PORT and SCHEMA_REGISTRY_URL."
   fi
   start_registry() {
     log "starting Apicurio Registry $APICURIO_VERSION on port $REGISTRY_PORT (storage: Postgres $REGISTRY_DB)"
