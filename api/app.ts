@@ -88,8 +88,10 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const catalog = new CampaignCatalog(campaignStore, rt.cfg.campaignPollMs, (err) => rt.log.warn('campaign configuration poll failed', { err }));
   await catalog.start();
   app.addHook('onClose', async () => catalog.stop());
+  const coupons = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock, log: rt.log });
+  const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
   const draws = new DrawService({
-    catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), budget, grants, publisher: rt.publisher,
+    catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), budget, grants, coupons, publisher: rt.publisher,
     settle: async () => {
       await new Promise((r) => setTimeout(r, rt.cfg.drawRestoreGraceMs));
       await fence.catchUpAll(Date.now() + rt.cfg.drawRestoreWaitMs);
@@ -98,8 +100,6 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     restoreWaitMs: rt.cfg.drawRestoreWaitMs + rt.cfg.drawRestoreGraceMs, now: opts.drawClock, random: opts.drawRandom,
   });
 
-  const coupons = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock, log: rt.log });
-  const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
 
   await app.register(upstreamAuth, { keys: secrets.upstreamKeys, redis: rt.redis, noncePrefix: rt.cfg.namespace });
   await app.register(async (upstream) => {

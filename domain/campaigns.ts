@@ -23,7 +23,7 @@ import type { Currency } from './money.ts';
 
 export const SLICE_MS = 100;
 export type Stage = 'internal_test' | 'gray' | 'formal';
-export type AwardType = 'cash' | 'goods';
+export type AwardType = 'cash' | 'goods' | 'coupon';
 export type Pacing = 'none' | 'even';
 
 /** The configuration as upstream operators write it (JSON; times are ISO 8601). */
@@ -33,9 +33,10 @@ export interface PrizeConfig {
   /** Relative chance; 0 switches the prize off. */
   weight: number;
   quota: number;
-  /** Cash prizes: minor units. Goods prizes: the item and how many. */
+  /** Cash prizes: minor units. Goods prizes: the item and how many. Coupon prizes: the gift pack granted. */
   amount?: number;
   itemId?: string;
+  packId?: string;
   quantity?: number;
   startsAt?: string;
   endsAt?: string;
@@ -183,12 +184,15 @@ export function configErrors(c: CampaignConfig): ConfigError[] {
       s.pool.prizes.forEach((p, pi) => {
         const pp = `${sp}/pool/prizes/${pi}`;
         inside(pp, p.startsAt, p.endsAt);
-        if (s.awardType === 'cash') {
-          if (p.amount === undefined) errors.push({ path: pp, message: 'a prize in a cash scene needs an amount (fen)' });
-          if (p.itemId !== undefined) errors.push({ path: `${pp}/itemId`, message: 'a prize in a cash scene pays an amount, not an item' });
-        } else {
-          if (p.itemId === undefined) errors.push({ path: pp, message: 'a prize in a goods scene needs an itemId' });
-          if (p.amount !== undefined) errors.push({ path: `${pp}/amount`, message: 'a prize in a goods scene grants an item, not an amount' });
+        // Each award type names what it gives, and nothing else.
+        const gives = { cash: 'amount', goods: 'itemId', coupon: 'packId' } as const;
+        const noun = { amount: 'an amount', itemId: 'an item', packId: 'a gift pack' } as const;
+        const verb = { cash: 'pays', goods: 'grants', coupon: 'grants' } as const;
+        const what = gives[s.awardType];
+        const needs = { amount: 'an amount (fen)', itemId: 'an itemId', packId: 'a packId' } as const;
+        if (p[what] === undefined) errors.push({ path: pp, message: `a prize in a ${s.awardType} scene needs ${needs[what]}` });
+        for (const other of Object.values(gives)) {
+          if (other !== what && p[other] !== undefined) errors.push({ path: `${pp}/${other}`, message: `a prize in a ${s.awardType} scene ${verb[s.awardType]} ${noun[what]}, not ${noun[other]}` });
         }
       });
     });
@@ -211,8 +215,9 @@ export function compileCampaign(c: CampaignConfig, version: number): Campaign {
         sceneId: s.sceneId, awardType: s.awardType, statementText: s.statementText, rateLimit: s.rateLimit ?? null,
         stockControl: s.stockControl, reconcile: s.reconcile, startsAt, endsAt, poolId: s.pool.poolId, noWinWeight: s.pool.noWinWeight,
         prizes: s.pool.prizes.map((p) => ({
-          prizeId: p.prizeId, name: p.name, weight: p.weight, quota: p.quota, amount: p.amount ?? 0, itemId: p.itemId ?? '',
-          quantity: p.itemId === undefined ? 0 : (p.quantity ?? 1), startsAt: ms(p.startsAt ?? ch.startsAt), endsAt: ms(p.endsAt ?? ch.endsAt),
+          // A coupon prize's gift pack is its item: one pack per win.
+          prizeId: p.prizeId, name: p.name, weight: p.weight, quota: p.quota, amount: p.amount ?? 0, itemId: p.itemId ?? p.packId ?? '',
+          quantity: p.itemId !== undefined ? (p.quantity ?? 1) : p.packId !== undefined ? 1 : 0, startsAt: ms(p.startsAt ?? ch.startsAt), endsAt: ms(p.endsAt ?? ch.endsAt),
           maxPerSlice: p.maxPerSlice ?? null, pacing: p.pacing ?? 'none',
         })),
       });
@@ -279,11 +284,14 @@ export interface DrawCommand {
   sceneId: string;
   userId: string;
   drawId: string;
+  /** The user's platform: a coupon prize's gift pack is granted for it. */
+  platform?: 'ios' | 'android';
 }
 
 /** A retry of a draw must match it; another user or scene under a used draw id is a conflict. */
 export function drawFingerprint(cmd: DrawCommand): string {
-  return createHash('sha256').update(JSON.stringify([cmd.activityId, cmd.sceneId, cmd.userId, cmd.drawId])).digest('base64url').slice(0, 22);
+  const key = [cmd.activityId, cmd.sceneId, cmd.userId, cmd.drawId, ...(cmd.platform ? [cmd.platform] : [])];
+  return createHash('sha256').update(JSON.stringify(key)).digest('base64url').slice(0, 22);
 }
 
 export function drawEventIdFor(activityId: string, drawId: string): string {

@@ -296,7 +296,7 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
         ...none(),
         drawWins: [{
           activityId: e.activityId, drawId: e.drawId, childId: e.childId, sceneId: e.sceneId, poolId: e.poolId, prizeId: e.prizeId, userId: e.userId,
-          awardType: e.awardType === 'cash' ? 'cash' : 'goods', amount: e.prizeAmount, currency: e.currency, itemId: e.itemId, quantity: e.quantity,
+          awardType: e.awardType === 'cash' || e.awardType === 'coupon' ? e.awardType : 'goods', amount: e.prizeAmount, currency: e.currency, itemId: e.itemId, quantity: e.quantity,
           fulfilmentId: e.fulfilmentId, drawnAt: e.occurredAt,
         }],
       };

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { upstreamAudit } from '../auth/upstream-plugin.ts';
 import { ApiError } from '../errors.ts';
+import { DRAW_ORDER_PREFIX } from '../../domain/campaigns.ts';
 import { couponOf, couponStateOf, packStatusOf, type Platform } from '../../domain/coupons.ts';
 import type { CommandResult, CouponCommands, GrantCommand } from '../../infra/coupon-store.ts';
 import { packView } from '../../projections/coupon-reader.ts';
@@ -32,6 +33,9 @@ function holdAnswer(result: Extract<CommandResult, { ok: true }>, paymentId: str
  */
 export const couponRoutes: FastifyPluginAsync<{ commands: CouponCommands; holdDefaultMs: number; holdMaxMs: number }> = async (app, { commands, holdDefaultMs, holdMaxMs }) => {
   app.post<{ Body: GrantCommand }>('/v1/gift-packs/grants', { schema: packGrantSchema }, async (req, reply) => {
+    if (req.body.orderNo.startsWith(DRAW_ORDER_PREFIX)) {
+      throw new ApiError(422, 'ORDER_NO_RESERVED', `Order numbers starting "${DRAW_ORDER_PREFIX}" belong to lottery draws; use another order number.`);
+    }
     const r = accepted(await commands.grant(req.body, upstreamAudit(req)));
     const stock = r.stock ?? [];
     if (r.replayed) void reply.header('idempotent-replayed', 'true');

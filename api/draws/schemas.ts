@@ -11,6 +11,7 @@ export const drawBody = {
     sceneId: id('The scene drawn in.'),
     userId: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description: 'Who draws.' },
     drawId: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description: 'Upstream id of the draw: a retry with it gets the same draw.' },
+    platform: { type: 'string', enum: ['ios', 'android'], description: "The user's platform; needed in coupon scenes (the gift pack is granted for it)." },
   },
 } as const;
 
@@ -37,6 +38,7 @@ const drawAnswer = {
     },
     token: { type: 'object', properties: { tokenId: { type: 'string' }, token: { type: 'string' } } },
     goodsGrantId: { type: 'string' },
+    giftPackGrantId: { type: 'string', description: 'A coupon win: the gift pack granted (the wallet lists it).' },
   },
 } as const;
 

@@ -10,6 +10,7 @@ import type { BudgetStore } from '../../infra/budget.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { GrantAudit, GrantService } from '../grants/service.ts';
 import { ApiError } from '../errors.ts';
+import type { CouponCommands } from '../../infra/coupon-store.ts';
 
 export interface DrawAnswer {
   replayed: boolean;
@@ -19,6 +20,7 @@ export interface DrawAnswer {
     prize?: { prizeId: string; name: string; awardType: string; amount?: number; currency?: string; itemId?: string; quantity?: number; statementText: string };
     token?: { tokenId: string; token: string };
     goodsGrantId?: string;
+    giftPackGrantId?: string;
   };
 }
 
@@ -28,6 +30,8 @@ export interface DrawDeps {
   quotas: DrawQuotas;
   budget: BudgetStore;
   grants: GrantService;
+  /** Coupon prizes are gift packs granted through the coupon command side. */
+  coupons: CouponCommands;
   publisher: EventPublisher;
   /** Lets draws in flight when Redis lost its counters land in the log, then catches the projection up. */
   settle(): Promise<void>;
@@ -84,6 +88,9 @@ export class DrawService {
     if (at < scene.startsAt || at >= scene.endsAt) {
       throw new ApiError(409, 'OUTSIDE_PARTICIPATION_WINDOW', `Scene "${scene.sceneId}" takes draws from ${new Date(scene.startsAt).toISOString()} to ${new Date(scene.endsAt).toISOString()}.`);
     }
+    if (scene.awardType === 'coupon' && !cmd.platform) {
+      throw new ApiError(422, 'PLATFORM_REQUIRED', `Scene "${scene.sceneId}" gives coupon gift packs, which are granted for a platform: send "platform" ("ios" or "android").`);
+    }
     if (passesThrough(child.passThroughBp, cmd.activityId, cmd.drawId)) {
       return {
         replayed: false,
@@ -133,7 +140,7 @@ export class DrawService {
   ): Promise<DrawAnswer | null> {
     const traceId = audit.traceId ?? randomUUID();
     const orderNo = drawOrderNo(cmd.drawId);
-    let grant: { type: 'TokenIssued'; event: TokenIssued; token: string } | { type: 'GoodsGranted'; event: GoodsGranted } | null = null;
+    let grant: { type: 'TokenIssued'; event: TokenIssued; token: string } | { type: 'GoodsGranted'; event: GoodsGranted } | { type: 'GiftPackGranted'; event: { eventId: string; grantId: string } } | null = null;
     if (prize && scene.awardType === 'cash') {
       const reservedAs = `draw:${record.fingerprint}`;
       const r = await this.deps.budget.reserve(child.ledgerActivityId, orderNo, prize.amount, reservedAs, record.at);
@@ -151,6 +158,19 @@ export class DrawService {
         campaign.currency, r.issuedAt, { ...audit, traceId },
       );
       grant = { type: 'TokenIssued', event: t.event, token: t.token };
+    } else if (prize && scene.awardType === 'coupon') {
+      // The pack is granted (stock taken, GiftPackGranted produced) before the draw is recorded; a retry replays it by its order number.
+      const r = await this.deps.coupons.grant(
+        { activityId: child.ledgerActivityId, orderNo, userId: cmd.userId, packId: prize.itemId, platform: cmd.platform ?? 'android' }, { ...audit, traceId },
+      );
+      if (!r.ok && r.refusal.code === 'OUT_OF_STOCK') {
+        if (!(await this.deps.quotas.release(cmd.activityId, child.childId, cmd.drawId, cmd.userId, prize.prizeId, record.at))) {
+          throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The draw could not be completed right now; retry with the same drawId.');
+        }
+        return null;
+      }
+      if (!r.ok) throw new Error(`draw ${cmd.drawId} could not grant gift pack ${prize.itemId}: ${r.refusal.code} ${r.refusal.message}`);
+      grant = { type: 'GiftPackGranted', event: { eventId: r.record.grantId, grantId: r.record.grantId } };
     } else if (prize) {
       const grantId = goodsGrantIdFor(child.ledgerActivityId, orderNo);
       grant = {
@@ -191,6 +211,7 @@ export class DrawService {
         } : {}),
         ...(grant?.type === 'TokenIssued' ? { token: { tokenId: grant.event.tokenId, token: grant.token } } : {}),
         ...(grant?.type === 'GoodsGranted' ? { goodsGrantId: grant.event.grantId } : {}),
+        ...(grant?.type === 'GiftPackGranted' ? { giftPackGrantId: grant.event.grantId } : {}),
       },
     };
   }

@@ -23,7 +23,7 @@ create table draw_wins (
   pool_id       text not null,
   prize_id      text not null,
   user_id       text not null,
-  award_type    text not null check (award_type in ('cash', 'goods')),
+  award_type    text not null check (award_type in ('cash', 'goods', 'coupon')),
   amount        bigint not null check (amount >= 0),
   currency      text not null,
   item_id       text not null,
