@@ -90,6 +90,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   app.addHook('onClose', async () => catalog.stop());
   const coupons = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock, log: rt.log });
   const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
+  const couponCatalog = new CouponCatalog(rt.pool, rt.cfg.couponStockBuckets);
   const draws = new DrawService({
     catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), budget, grants, coupons, publisher: rt.publisher,
     settle: async () => {
@@ -124,8 +125,8 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   await app.register(adminRoutes, {
     adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
     invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
-    campaigns: { store: campaignStore, catalog },
-    coupons: { catalog: new CouponCatalog(rt.pool, rt.cfg.couponStockBuckets), reader: couponReader },
+    campaigns: { store: campaignStore, catalog, knownPacks: (ids) => couponCatalog.knownPacks(ids) },
+    coupons: { catalog: couponCatalog, reader: couponReader },
   });
 
   app.get('/health', async () => {

@@ -102,6 +102,11 @@ export class CouponCatalog {
     return { pack: p };
   }
 
+  async knownPacks(ids: string[]): Promise<Set<string>> {
+    const { rows } = await this.pool.query<{ pack_id: string }>('select pack_id from gift_packs where pack_id = any($1)', [ids]);
+    return new Set(rows.map((r) => r.pack_id));
+  }
+
   async pack(packId: string): Promise<GiftPack | null> {
     const { rows } = await this.pool.query('select name, slots from gift_packs where pack_id=$1', [packId]);
     return rows[0] ? { packId, name: rows[0].name, slots: rows[0].slots } : null;

@@ -191,7 +191,7 @@ export class CouponCommands {
       ? fresh.map((e) => ({ id: e.data.eventId, type: e.type, payload: e.data }))
       : (await this.deps.pool.query<{ id: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
         'select event_id as id, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
-      )).rows;
+      )).rows.filter((r) => !this.produced.has(r.id)); // acknowledged already, its row not yet deleted
     let done = 0;
     try {
       // One at a time: a pack's events must reach its partition in the order they were decided.
@@ -406,13 +406,20 @@ class PackTerms {
  */
 class ProducedEvents {
   private pending: { grantId: string; eventId: string }[] = [];
+  /** Acknowledged by Kafka, row not deleted yet: not to be produced again meanwhile. */
+  private readonly ids = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private draining: Promise<void> = Promise.resolve();
 
   constructor(private readonly pool: pg.Pool, private readonly log: { warn(msg: string, fields?: Record<string, unknown>): void }) {}
 
+  has(eventId: string): boolean {
+    return this.ids.has(eventId);
+  }
+
   add(grantId: string, eventId: string): void {
     this.pending.push({ grantId, eventId });
+    this.ids.add(eventId);
     if (this.pending.length >= 500) void this.drain();
     else this.timer ??= setTimeout(() => void this.drain(), 20);
   }
@@ -426,7 +433,8 @@ class ProducedEvents {
     this.draining = this.draining.then(() => this.pool.query(
       'delete from coupon_outbox o using unnest($1::uuid[], $2::uuid[]) as d(grant_id, event_id) where o.grant_id = d.grant_id and o.event_id = d.event_id',
       [batch.map((b) => b.grantId), batch.map((b) => b.eventId)],
-    )).then(() => undefined, (err) => this.log.warn('produced coupon events not forgotten; the keeper will produce them again', { err: (err as Error).message }));
+    )).then(() => undefined, (err) => this.log.warn('produced coupon events not forgotten; the keeper will produce them again', { err: (err as Error).message }))
+      .finally(() => { for (const b of batch) this.ids.delete(b.eventId); });
     return this.draining;
   }
 }

@@ -12,6 +12,7 @@ export function summaryText(r: AuditReport, repairs?: { emitted: number; skipped
   lines.push(`Hongbao Ledger ${r.kind} ${r.runId}`);
   lines.push(`  range       ${r.range.from ?? 'beginning of the log'} → ${r.range.to}`);
   lines.push(`  events      ${r.events.toLocaleString('en')} read, ${r.duplicates} duplicate deliveries, ${r.undecodable} undecodable (dead-lettered)`);
+  if (r.couponEventsBeforeGrant > 0) lines.push(`  coupons     ${r.couponEventsBeforeGrant} coupon events of packs granted before the range not folded (no money; a whole-log audit folds them)`);
   lines.push(`  compared    projection; ${r.checked.provider ? `${r.checked.providerPayments} provider payments` : 'provider NOT compared (no provider configured)'}; ${r.checked.tokens} tokens, ${r.checked.withdrawals} withdrawals`);
   const flows = Object.entries(r.flows).sort(([a], [b]) => (a < b ? -1 : 1));
   if (flows.length) {
@@ -46,7 +47,7 @@ export async function saveReport(pool: pg.Pool, r: AuditReport): Promise<boolean
   const client = await pool.connect();
   try {
     await client.query('begin');
-    const summary = { events: r.events, duplicates: r.duplicates, undecodable: r.undecodable, flows: r.flows, checked: r.checked, partitions: r.partitions };
+    const summary = { events: r.events, duplicates: r.duplicates, couponEventsBeforeGrant: r.couponEventsBeforeGrant, undecodable: r.undecodable, flows: r.flows, checked: r.checked, partitions: r.partitions };
     const ins = await client.query(
       `insert into reconcile_runs(run_id, kind, range_from, range_to, started_at, finished_at, events, differences, by_kind, summary)
        values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) on conflict do nothing returning run_id`,

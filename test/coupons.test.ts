@@ -3,6 +3,7 @@ import { startTestLedger, type TestLedger } from './helpers/ledger.ts';
 import { claimedPack, consumption, grantPack, hold, logOf, projected, spendPack } from './helpers/coupons.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { CouponKeeper } from '../streams/coupon-keeper.ts';
+import { audit } from './helpers/audit.ts';
 
 /** Events of a type in the log, a copy produced twice counted once (the ledger applies it once by its id). */
 const distinct = (log: LedgerEvent[], type: LedgerEvent['type']) => new Set(log.filter((e) => e.type === type).map((e) => e.data.eventId)).size;
@@ -238,4 +239,27 @@ t.test('bad input is refused with a code and writes nothing', async (t) => {
   const out = await grantPack(l, { orderNo: 'o-more-1', userId: 'u-hal' });
   t.equal(out.statusCode, 201);
   t.same(out.json.stock.map((s: any) => [s.remaining, s.lowStock]), [[3, false], [3, false], [3, false]]);
+});
+
+t.test('replay audits: the whole log folds every coupon event; a range audit leaves out packs granted before it', async (t) => {
+  const l = await startTestLedger(t);
+  await spendPack(l);
+  const early = await claimedPack(l, 'u-jo', 'o-early');
+  await projected(l);
+  await new Promise((r) => setTimeout(r, 50));
+  const from = new Date();
+  await new Promise((r) => setTimeout(r, 50));
+  // In the range: a hold and redemption on the early pack, and a whole new pack's life.
+  t.equal((await hold(l, 'freeze', { userId: 'u-jo', couponId: early.coupons[0]!.couponId, paymentId: 'p-1', platform: 'android' })).statusCode, 200);
+  t.equal((await hold(l, 'redeem', { userId: 'u-jo', couponId: early.coupons[0]!.couponId, paymentId: 'p-1' })).statusCode, 200);
+  const late = await claimedPack(l, 'u-kim', 'o-late');
+  t.equal((await hold(l, 'freeze', { userId: 'u-kim', couponId: late.coupons[1]!.couponId, paymentId: 'p-2', platform: 'ios' })).statusCode, 200);
+  await projected(l);
+  const whole = await audit(l);
+  t.equal(whole.clean, true, `whole log: ${JSON.stringify(whole.byKind)}`);
+  t.equal(whole.couponEventsBeforeGrant, 0);
+  const ranged = await audit(l, { from });
+  t.equal(ranged.clean, true, `range: ${JSON.stringify(ranged.byKind)}`);
+  t.equal(ranged.couponEventsBeforeGrant, 2, `the early pack's freeze and redemption are left out, and counted (${ranged.couponEventsBeforeGrant}; ${ranged.events} events)`);
+  t.ok(ranged.events >= 6, 'the late pack (grant, claim, reissue, freeze) is folded');
 });

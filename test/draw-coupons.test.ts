@@ -59,4 +59,13 @@ t.test('a coupon scene is configured with a pack, and only a pack', async (t) =>
   t.equal(r.statusCode, 422);
   t.same(r.json.details.errors.map((e: any) => e.path).sort(), ['/children/0/scenes/0/pool/prizes/0', '/children/0/scenes/0/pool/prizes/0/itemId']);
   t.match(r.json.message, /needs a packId/);
+  const unknown = campaign('unknown', [scene({
+    sceneId: 'coupons', awardType: 'coupon', statementText: 'x',
+    prizes: [{ prizeId: 'a', name: 'A', weight: 1, quota: 1, packId: 'no-such-pack' }],
+  })]);
+  for (const url of ['/v1/admin/campaigns/unknown/config', '/v1/admin/campaigns/unknown/config/validate']) {
+    const u = await l.admin(url.endsWith('validate') ? 'POST' : 'PUT', url, unknown);
+    t.equal(u.statusCode, 422, `${url}: a pack that does not exist is refused when the configuration is put, not when a draw wins it`);
+    t.same(u.json.details.errors, [{ path: '/children/0/scenes/0/pool/prizes/0/packId', message: 'there is no gift pack no-such-pack' }]);
+  }
 });

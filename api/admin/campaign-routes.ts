@@ -30,14 +30,27 @@ function checked(activityId: string, body: unknown): CampaignConfig {
  * validate without storing (a dry run), list versions, read one, and roll back (a new version
  * with an old one's content, so the history shows the rollback). Behind the admin token.
  */
-export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog: CampaignCatalog }> = async (app, { store, catalog }) => {
+/** A coupon prize's gift pack must exist when the configuration is put, not fail the first draw that wins it. */
+async function checkPacks(config: CampaignConfig, knownPacks: (ids: string[]) => Promise<Set<string>>): Promise<void> {
+  const refs = config.children.flatMap((ch, ci) => ch.scenes.flatMap((s, si) => s.pool.prizes.flatMap((p, pi) => (
+    p.packId === undefined ? [] : [{ packId: p.packId, path: `/children/${ci}/scenes/${si}/pool/prizes/${pi}/packId` }]))));
+  if (refs.length === 0) return;
+  const known = await knownPacks([...new Set(refs.map((r) => r.packId))]);
+  const errors = refs.filter((r) => !known.has(r.packId)).map((r) => ({ path: r.path, message: `there is no gift pack ${r.packId}` }));
+  if (errors.length > 0) {
+    throw new ApiError(422, 'INVALID_CONFIG', `The configuration is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, { errors });
+  }
+}
+
+export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog: CampaignCatalog; knownPacks: (ids: string[]) => Promise<Set<string>> }> =
+  async (app, { store, catalog, knownPacks }) => {
   app.get('/v1/admin/campaigns/schema', async () => campaignConfigSchema);
 
   app.post<{ Params: { activityId: string } }>(
     '/v1/admin/campaigns/:activityId/config/validate',
     { bodyLimit: CONFIG_BODY_LIMIT, schema: { params: activityParams, body: anyObject, response: { '4xx': errorResponse } } },
     async (req) => {
-      checked(req.params.activityId, req.body);
+      await checkPacks(checked(req.params.activityId, req.body), knownPacks);
       return { valid: true };
     },
   );
@@ -57,6 +70,7 @@ export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog:
     },
     async (req, reply) => {
       const config = checked(req.params.activityId, req.body);
+      await checkPacks(config, knownPacks);
       const expected = req.query.expectedVersion === undefined ? undefined : Number(req.query.expectedVersion);
       let version: number;
       try {

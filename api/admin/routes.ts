@@ -35,7 +35,7 @@ export interface AdminDeps {
   settings: WalletSettingsStore;
   invariants(): Promise<InvariantReport>;
   pool: pg.Pool;
-  campaigns: { store: CampaignStore; catalog: CampaignCatalog };
+  campaigns: { store: CampaignStore; catalog: CampaignCatalog; knownPacks(ids: string[]): Promise<Set<string>> };
   coupons: { catalog: CouponCatalog; reader: CouponReader };
 }
 
