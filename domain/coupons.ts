@@ -291,10 +291,24 @@ export function packStatusOf(r: PackRecord): PackStatus {
   return redeemed === r.slots.length ? 'used' : 'partially_used';
 }
 
-export function couponStateOf(r: PackRecord, c: CouponIssue, at: number): CouponState {
+/**
+ * What a slot's state means for one of its coupons: the hold it carries (until an event ends
+ * it) and whether it is the one redeemed. The one reading of a slot for a coupon; the wallet
+ * state, the per-template counts and the per-user projection all take it from here.
+ */
+export function couponHoldOf(r: PackRecord, c: CouponIssue): { paymentId: string | null; frozenUntil: number | null; redeemedAt: number | null; slotRedeemed: boolean } {
   const s = slotOf(r, c.slot)!;
-  if (s.redeemedAt !== null) return s.redeemedCouponId === c.couponId ? 'redeemed' : 'used_on_other_platform';
-  if (s.couponId === c.couponId && holdLive(s, at)) return 'frozen';
+  const held = s.couponId === c.couponId;
+  return {
+    paymentId: held ? s.paymentId : null, frozenUntil: held ? s.frozenUntil : null,
+    redeemedAt: s.redeemedCouponId === c.couponId ? s.redeemedAt : null, slotRedeemed: s.redeemedAt !== null,
+  };
+}
+
+export function couponStateOf(r: PackRecord, c: CouponIssue, at: number): CouponState {
+  const h = couponHoldOf(r, c);
+  if (h.slotRedeemed) return h.redeemedAt !== null ? 'redeemed' : 'used_on_other_platform';
+  if (h.frozenUntil !== null && at < h.frozenUntil) return 'frozen';
   return at >= c.expiresAt ? 'expired' : 'available';
 }
 
@@ -312,11 +326,12 @@ export function templateCountsOf(r: PackRecord): Map<string, TemplateCounts> {
     if (!c) out.set(templateId, (c = { issued: 0, frozen: 0, redeemed: 0 }));
     return c;
   };
-  const templateOf = new Map(r.coupons.map((c) => [c.couponId, c.templateId]));
-  for (const c of r.coupons) of(c.templateId).issued += 1;
-  for (const s of r.slots) {
-    if (s.couponId) of(templateOf.get(s.couponId)!).frozen += 1;
-    if (s.redeemedCouponId) of(templateOf.get(s.redeemedCouponId)!).redeemed += 1;
+  for (const c of r.coupons) {
+    const h = couponHoldOf(r, c);
+    const counts = of(c.templateId);
+    counts.issued += 1;
+    if (h.paymentId !== null) counts.frozen += 1;
+    if (h.redeemedAt !== null) counts.redeemed += 1;
   }
   return out;
 }

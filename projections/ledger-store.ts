@@ -3,7 +3,7 @@ import { assertBalanced, effectsOf, stateReadBy, type Anomaly, type LedgerView, 
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import type { PacketClaimRecord, PacketCreditRecord, PacketRecord } from '../domain/packets.ts';
 import type { DrawWinRecord, GoodsGrantRecord } from '../domain/campaigns.ts';
-import { packStatusOf, templateCountsDelta, type PackRecord } from '../domain/coupons.ts';
+import { couponHoldOf, packStatusOf, templateCountsDelta, type PackRecord } from '../domain/coupons.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
@@ -376,11 +376,7 @@ async function writePacks(client: pg.PoolClient, changes: { before: PackRecord |
       packs.map((p) => (p.claimedAt === null ? null : iso(p.claimedAt))), packs.map((p) => JSON.stringify(p)),
     ],
   );
-  const coupons = packs.flatMap((p) => p.coupons.map((c) => {
-    const s = p.slots.find((x) => x.slot === c.slot)!;
-    const held = s.couponId === c.couponId;
-    return { p, c, paymentId: held ? s.paymentId : null, frozenUntil: held ? s.frozenUntil : null, redeemedAt: s.redeemedCouponId === c.couponId ? s.redeemedAt : null };
-  }));
+  const coupons = packs.flatMap((p) => p.coupons.map((c) => ({ p, c, ...couponHoldOf(p, c) })));
   await client.query(
     `insert into user_coupons(coupon_id, grant_id, user_id, template_id, slot, platform, face_value, currency, expires_at, payment_id, frozen_until, redeemed_at)
      select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[], $12::timestamptz[])
