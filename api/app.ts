@@ -109,7 +109,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     });
     await upstream.register(grantRoutes, { grants });
     await upstream.register(drawRoutes, { draws });
-    await upstream.register(couponRoutes, { commands: coupons, holdDefaultMs: rt.cfg.couponHoldDefaultMs, holdMaxMs: rt.cfg.couponHoldMaxMs });
+    await upstream.register(couponRoutes, { commands: coupons, activities, holdDefaultMs: rt.cfg.couponHoldDefaultMs, holdMaxMs: rt.cfg.couponHoldMaxMs });
   });
   const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
   const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });

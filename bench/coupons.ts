@@ -28,6 +28,10 @@ export async function benchCoupons(rounds: number, roundMs: number, concurrency:
     await waitHttp(`http://127.0.0.1:${API_PORT}/health`);
     await waitHttp(`http://127.0.0.1:${BARE_PORT}/bare/x`);
     const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
+    const act = await fetch(`http://127.0.0.1:${API_PORT}/v1/admin/activities/bench`, {
+      method: 'PUT', headers: admin, body: JSON.stringify({ name: 'bench', currency: 'CNY', maxSingleGrant: 20_000 }),
+    });
+    if (act.status !== 200) throw new Error(`activity put failed: ${await act.text()}`);
     const slots = [['five', 500], ['ten', 1000], ['twenty', 2000]] as const;
     for (const [slot, faceValue] of slots) {
       for (const platform of ['ios', 'android']) {

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
+import { packGrantIdFor } from '../domain/coupons.ts';
 import { startTestLedger, type TestLedger } from './helpers/ledger.ts';
 import { claimedPack, consumption, grantPack, hold, logOf, projected, spendPack } from './helpers/coupons.ts';
 import type { LedgerEvent } from '../domain/events.ts';
@@ -67,7 +69,7 @@ t.test('grant, claim, use: the wallet shows the pack go unclaimed â†’ claimed â†
 t.test('the other platform: the matching set is issued exactly once, however many payments try at once', async (t) => {
   const l = await startTestLedger(t);
   await spendPack(l, { stock: 10 });
-  const { grantId, coupons } = await claimedPack(l, 'u-carol', 'o-x');
+  const { coupons } = await claimedPack(l, 'u-carol', 'o-x');
   // 30 payments on iOS at once, each naming one of the pack's Android coupons.
   const tries = await Promise.all(Array.from({ length: 30 }, (_, i) => hold(l, 'freeze', {
     userId: 'u-carol', couponId: coupons[i % 3]!.couponId, paymentId: `pay-${i}`, platform: 'ios', holdSeconds: 60,
@@ -94,7 +96,6 @@ t.test('the other platform: the matching set is issued exactly once, however man
   const twin = coupons.find((c) => c.slot === view.packs[0].coupons.find((x: any) => x.couponId === winner.couponId).slot)!;
   const onAndroid = await hold(l, 'freeze', { userId: 'u-carol', couponId: twin.couponId, paymentId: 'pay-android', platform: 'android' });
   t.equal(onAndroid.json.code, 'COUPON_REDEEMED', 'a slot is used once, on whichever platform');
-  t.ok(grantId);
 });
 
 t.test('racing payments: one holds, one redemption, no unfreeze after it', async (t) => {
@@ -209,6 +210,7 @@ t.test('bad input is refused with a code and writes nothing', async (t) => {
   await spendPack(l, { stock: 5 });
   const cases: [string, Promise<{ statusCode: number; json: any }>, number, string][] = [
     ['unknown pack', grantPack(l, { orderNo: 'b1', userId: 'u', packId: 'nope' }), 404, 'PACK_NOT_FOUND'],
+    ['unknown activity', grantPack(l, { orderNo: 'b0', userId: 'u', activityId: 'no-such-activity' }), 404, 'UNKNOWN_ACTIVITY'],
     ['bad platform', l.signed('POST', '/v1/gift-packs/grants', { activityId: 'spring', orderNo: 'b2', userId: 'u', packId: 'spring-pack', platform: 'symbian' }), 400, 'INVALID_FIELD'],
     ['unknown field', l.signed('POST', '/v1/gift-packs/grants', { activityId: 'spring', orderNo: 'b3', userId: 'u', packId: 'spring-pack', platform: 'ios', extra: 1 }), 400, 'UNKNOWN_FIELD'],
     ['unknown coupon', hold(l, 'freeze', { userId: 'u', couponId: '00000000-0000-8000-8000-000000000000', paymentId: 'p', platform: 'ios' }), 404, 'COUPON_NOT_FOUND'],
@@ -262,4 +264,33 @@ t.test('replay audits: the whole log folds every coupon event; a range audit lea
   t.equal(ranged.clean, true, `range: ${JSON.stringify(ranged.byKind)}`);
   t.equal(ranged.couponEventsBeforeGrant, 2, `the early pack's freeze and redemption are left out, and counted (${ranged.couponEventsBeforeGrant}; ${ranged.events} events)`);
   t.ok(ranged.events >= 6, 'the late pack (grant, claim, reissue, freeze) is folded');
+});
+
+t.test('killed with SIGKILL after the grant committed and before Kafka heard of it: produced once, stock taken once', async (t) => {
+  const l = await startTestLedger(t, { config: { couponOutboxSweepMs: 0 } });
+  await spendPack(l, { stock: 100 });
+  const cmd = { activityId: 'spring', orderNo: 'o-kill', userId: 'u-lee', packId: 'spring-pack', platform: 'ios' };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/grant-then-die.ts', JSON.stringify(cmd)], {
+    cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, LEDGER_NAMESPACE: l.ns, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
+  t.same([code, signal], [null, 'SIGKILL'], 'the process died at the produce');
+  const grantId = packGrantIdFor('spring', 'o-kill');
+  const { rows: outbox } = await l.rt.pool.query('select type from coupon_outbox where grant_id = $1', [grantId]);
+  t.same(outbox.map((r) => r.type), ['GiftPackGranted'], 'the decision waits in the outbox');
+  const taken = async () => (await l.rt.pool.query(`select sum(taken)::int as n from coupon_stock where template_id like '%.ios.%'`)).rows[0].n;
+  t.equal(await taken(), 3, 'its stock was taken, once per coupon');
+
+  // The keeper produces it; the upstream's retry of the order answers the same grant and takes nothing more.
+  t.equal((await new CouponKeeper(l.rt).runOnce()).produced, 1);
+  const retry = await grantPack(l, { orderNo: 'o-kill', userId: 'u-lee', platform: 'ios' });
+  t.equal(retry.statusCode, 200);
+  t.equal(retry.json.grantId, grantId);
+  t.equal(await taken(), 3, 'a retry takes no stock');
+  await projected(l);
+  const log = await logOf(l);
+  t.equal(distinct(log, 'GiftPackGranted'), 1, 'one grant in the log');
+  const view = (await l.asUser('u-lee', 'GET', '/v1/wallets/u-lee/coupons')).json;
+  t.same(view.packs.map((p: any) => [p.grantId, p.platform, p.coupons.length]), [[grantId, 'ios', 3]], 'the user has the pack, once');
 });

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { upstreamAudit } from '../auth/upstream-plugin.ts';
 import { ApiError } from '../errors.ts';
 import { DRAW_ORDER_PREFIX } from '../../domain/campaigns.ts';
+import type { ActivityCatalog } from '../../infra/activities.ts';
 import { couponOf, couponStateOf, packStatusOf, type Platform } from '../../domain/coupons.ts';
 import type { CommandResult, CouponCommands, GrantCommand } from '../../infra/coupon-store.ts';
 import { packView } from '../../projections/coupon-reader.ts';
@@ -31,11 +32,14 @@ function holdAnswer(result: Extract<CommandResult, { ok: true }>, paymentId: str
  * when a payment starts, unfreezes it when the payment is abandoned, and redeems it when
  * the payment completes. All are signed requests (auth/upstream-plugin.ts).
  */
-export const couponRoutes: FastifyPluginAsync<{ commands: CouponCommands; holdDefaultMs: number; holdMaxMs: number }> = async (app, { commands, holdDefaultMs, holdMaxMs }) => {
+export const couponRoutes: FastifyPluginAsync<{ commands: CouponCommands; activities: ActivityCatalog; holdDefaultMs: number; holdMaxMs: number }> =
+  async (app, { commands, activities, holdDefaultMs, holdMaxMs }) => {
   app.post<{ Body: GrantCommand }>('/v1/gift-packs/grants', { schema: packGrantSchema }, async (req, reply) => {
     if (req.body.orderNo.startsWith(DRAW_ORDER_PREFIX)) {
       throw new ApiError(422, 'ORDER_NO_RESERVED', `Order numbers starting "${DRAW_ORDER_PREFIX}" belong to lottery draws; use another order number.`);
     }
+    // Every grant is attributed to an activity operators know of, as cash grants are.
+    if (!(await activities.get(req.body.activityId))) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${req.body.activityId}".`);
     const r = accepted(await commands.grant(req.body, upstreamAudit(req)));
     const stock = r.stock ?? [];
     if (r.replayed) void reply.header('idempotent-replayed', 'true');

@@ -7,6 +7,9 @@ import type { Platform } from '../../domain/coupons.ts';
 /** A gift pack of three face values, each with an iOS and an Android template of the given stock. */
 export async function spendPack(l: TestLedger, opts: { packId?: string; stock?: number; iosStock?: number; lowStockPercent?: number | null } = {}) {
   const packId = opts.packId ?? 'spring-pack';
+  // The activity grants are attributed to (grantPack's default).
+  const a = await l.admin('PUT', '/v1/admin/activities/spring', { name: 'Spring', currency: 'CNY', maxSingleGrant: 20_000 });
+  if (a.statusCode !== 200) throw new Error(`activity setup failed: ${JSON.stringify(a.json)}`);
   const slots = [['five', 500], ['ten', 1000], ['twenty', 2000]] as const;
   for (const [slot, faceValue] of slots) {
     for (const platform of ['ios', 'android'] as const) {
