@@ -1,4 +1,3 @@
-import { hash } from 'node:crypto';
 import type pg from 'pg';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { Posting, TokenRecord } from '../domain/ledger.ts';
@@ -7,6 +6,7 @@ import { creditEventIdFor } from '../domain/grants.ts';
 import { parseAccount } from '../domain/accounts.ts';
 import type { Difference } from './differences.ts';
 import { positionKey, type PartitionRange } from './replay.ts';
+import { MOD, rowHash, sqlRowHash } from './row-hash.ts';
 
 /**
  * Compares the fold of the log with the Postgres projection, a chunk of events at a time.
@@ -19,8 +19,6 @@ import { positionKey, type PartitionRange } from './replay.ts';
  * The row spellings below are the contract between the two sides: `*_ROW` (SQL) and the
  * matching `*Row` function (TypeScript) must produce the same text.
  */
-export const MOD = 2 ** 48;
-export const h48 = (sqlText: string) => `('x' || substr(md5(${sqlText}), 1, 12))::bit(48)::bigint`;
 export const POSTING_ROW = `p.event_id::text || '|' || p.leg || '|' || p.account || '|' || p.amount || '|' || p.currency`;
 export const TOKEN_ROW = `t.token_id::text || '|' || t.user_id || '|' || t.activity_id || '|' || t.scene_id || '|' || t.order_no || '|' || t.amount || '|' || t.currency`;
 export const WITHDRAWAL_ROW = `w.withdrawal_id::text || '|' || w.user_id || '|' || w.amount || '|' || w.currency`;
@@ -32,10 +30,6 @@ export const tokenRow = (t: TokenRecord) => `${t.tokenId}|${t.userId}|${t.activi
 export const withdrawalRow = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.userId}|${w.amount}|${w.currency}`;
 export const tokenState = (t: TokenRecord) => `${t.tokenId}|${t.status}`;
 export const withdrawalState = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.status}|${w.providerRef ?? ''}`;
-
-export function rowHash(row: string): number {
-  return parseInt(hash('md5', row).slice(0, 12), 16); // one-shot hash: several times faster than createHash
-}
 
 function digest(rows: Iterable<string>): { n: number; sum: number } {
   let n = 0;
@@ -130,9 +124,9 @@ export class ProjectionCheck {
     const withdrawalIds = c.withdrawals.map((w) => w.withdrawalId);
     const { rows } = await this.pool.query<Record<string, string>>(
       `select (select count(*) from ledger_events where event_id = any($1::uuid[]))::text as events,
-              (select count(*) || ':' || coalesce(sum(${h48(POSTING_ROW)}) % ${MOD}, 0) from postings p where p.event_id = any($1::uuid[])) as postings,
-              (select count(*) || ':' || coalesce(sum(${h48(TOKEN_ROW)}) % ${MOD}, 0) from tokens t where t.token_id = any($2::uuid[])) as tokens,
-              (select count(*) || ':' || coalesce(sum(${h48(WITHDRAWAL_ROW)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($3::uuid[])) as withdrawals`,
+              (select count(*) || ':' || coalesce(sum(${sqlRowHash(POSTING_ROW)}) % ${MOD}, 0) from postings p where p.event_id = any($1::uuid[])) as postings,
+              (select count(*) || ':' || coalesce(sum(${sqlRowHash(TOKEN_ROW)}) % ${MOD}, 0) from tokens t where t.token_id = any($2::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${sqlRowHash(WITHDRAWAL_ROW)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($3::uuid[])) as withdrawals`,
       [eventIds, tokenIds, withdrawalIds],
     );
     const got = rows[0]!;
@@ -210,8 +204,8 @@ export class ProjectionCheck {
    */
   async states(tokens: TokenRecord[], withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
     const { rows } = await this.pool.query<Record<string, string>>(
-      `select (select count(*) || ':' || coalesce(sum(${h48(TOKEN_STATE)}) % ${MOD}, 0) from tokens t where t.token_id = any($1::uuid[])) as tokens,
-              (select count(*) || ':' || coalesce(sum(${h48(WITHDRAWAL_STATE)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($2::uuid[])) as withdrawals`,
+      `select (select count(*) || ':' || coalesce(sum(${sqlRowHash(TOKEN_STATE)}) % ${MOD}, 0) from tokens t where t.token_id = any($1::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${sqlRowHash(WITHDRAWAL_STATE)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($2::uuid[])) as withdrawals`,
       [tokens.map((t) => t.tokenId), withdrawals.map((w) => w.withdrawalId)],
     );
     const want = (d: { n: number; sum: number }) => `${d.n}:${d.sum}`;

@@ -1,16 +1,16 @@
-import { hash } from 'node:crypto';
 import type pg from 'pg';
 import type { MemoryLedger, Posting } from '../domain/ledger.ts';
 import type { Difference } from './differences.ts';
 import {
-  BOUNDS, MOD, boundsParams, h48, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, postingRow, rowHash, tokenRow, tokenState,
+  BOUNDS, boundsParams, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, postingRow, tokenRow, tokenState,
   withdrawalRow, withdrawalState, type FoldedEvent, type ProjectionCheck,
 } from './projection-check.ts';
+import { MOD, rowHash, sqlRowHash } from './row-hash.ts';
 
 /**
  * The projection comparison of a whole-log audit. Fetching the projection's rows event by
  * event would make Postgres the bottleneck of the audit, so instead each table is digested
- * whole, in 256 buckets by id prefix (accounts: by the prefix of their md5), by one scan
+ * whole, in 256 buckets by id prefix (accounts: by their row hash), by one scan
  * that runs in Postgres while the audit reads the log, and the fold digests the same rows as
  * it goes. Only a bucket whose digests differ is compared row by row; for events and their
  * postings, which the fold does not keep, that means reading the log a second time (audits
@@ -44,7 +44,7 @@ class Digest {
 
 /** The bucket of an id-keyed row: the id's first byte. */
 export const idBucket = (id: string) => parseInt(id.slice(0, 2), 16);
-const accountBucket = (account: string) => parseInt(hash('md5', account).slice(0, 2), 16);
+const accountBucket = (account: string) => rowHash(account) % BUCKETS;
 const bucketSql = (col: string) => `left(${col}::text, 2)`;
 /** The uuid range of a bucket, for index range scans. */
 const uuidRange = (b: number) => {
@@ -54,11 +54,11 @@ const uuidRange = (b: number) => {
 
 type Table = 'events' | 'postings' | 'tokens' | 'withdrawals' | 'balances';
 const DIGEST_SQL: Record<Table, string> = {
-  events: `select ${bucketSql('e.event_id')} as b, count(*)::int as n, (coalesce(sum(${h48('e.event_id::text')}), 0) % ${MOD})::text as s from ledger_events e group by 1`,
-  postings: `select ${bucketSql('p.event_id')} as b, count(*)::int as n, (coalesce(sum(${h48(POSTING_ROW)}), 0) % ${MOD})::text as s from postings p group by 1`,
-  tokens: `select ${bucketSql('t.token_id')} as b, count(*)::int as n, (coalesce(sum(${h48(`${TOKEN_ROW} || '#' || ${TOKEN_STATE}`)}), 0) % ${MOD})::text as s from tokens t group by 1`,
-  withdrawals: `select ${bucketSql('w.withdrawal_id')} as b, count(*)::int as n, (coalesce(sum(${h48(`${WITHDRAWAL_ROW} || '#' || ${WITHDRAWAL_STATE}`)}), 0) % ${MOD})::text as s from withdrawals w group by 1`,
-  balances: `select left(md5(account), 2) as b, count(*)::int as n, (coalesce(sum(${h48(`account || '|' || balance`)}), 0) % ${MOD})::text as s from account_balances group by 1`,
+  events: `select ${bucketSql('e.event_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash('e.event_id::text')}), 0) % ${MOD})::text as s from ledger_events e group by 1`,
+  postings: `select ${bucketSql('p.event_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(POSTING_ROW)}), 0) % ${MOD})::text as s from postings p group by 1`,
+  tokens: `select ${bucketSql('t.token_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`${TOKEN_ROW} || '#' || ${TOKEN_STATE}`)}), 0) % ${MOD})::text as s from tokens t group by 1`,
+  withdrawals: `select ${bucketSql('w.withdrawal_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`${WITHDRAWAL_ROW} || '#' || ${WITHDRAWAL_STATE}`)}), 0) % ${MOD})::text as s from withdrawals w group by 1`,
+  balances: `select to_hex(${sqlRowHash('account')} % ${BUCKETS}) as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`account || '|' || balance`)}), 0) % ${MOD})::text as s from account_balances group by 1`,
 };
 
 interface Snapshot {
@@ -162,7 +162,7 @@ export class WholeLogCheck {
   }
 
   /** Projected events in these buckets that the log does not have (and that are not after the range). */
-  private async extraEvents(buckets: Set<number>, known: ReadonlySet<string>): Promise<Difference[]> {
+  private async extraEvents(buckets: Set<number>, known: { has(id: string): boolean }): Promise<Difference[]> {
     const out: Difference[] = [];
     for (const b of buckets) {
       const { rows } = await this.pool.query<{ event_id: string; topic: string; partition: number; offset: number }>(
