@@ -5,14 +5,28 @@ import { hash } from 'node:crypto';
  * request or a redelivered message is recognised as the same fact. Formatted as a UUID
  * (version nibble 8, "custom") so it fits uuid columns and reads like one.
  */
+const VARIANT = '89ab';
+
 export function deterministicId(kind: string, ...businessKey: string[]): string {
   // Length-prefix each part so ("a_b","c") and ("a","b_c") cannot collide.
   let input = kind;
   for (const part of businessKey) input += `\u0000${part.length}:${part}`;
   // One-shot hashing: the fold derives an id per creating event, so this is on every hot path.
-  const b = hash('sha256', input, 'buffer') as unknown as Buffer;
-  b[6] = (b[6]! & 0x0f) | 0x80;
-  b[8] = (b[8]! & 0x3f) | 0x80;
-  const hex = b.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  // The first 16 bytes of the digest, with the version nibble set to 8 and the variant bits to 10.
+  const h = hash('sha256', input, 'hex');
+  const variant = VARIANT[parseInt(h[16]!, 16) & 3]!;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * The canonical UUID spelling (8-4-4-4-12 lowercase hex) of every id the ledger keys on.
+ * A loop, not a regular expression: replay checks a few ids per event.
+ */
+export function isUuid(s: string): boolean {
+  if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23 ? c !== 45 : !((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
 }

@@ -1,7 +1,7 @@
 import { isCurrency, isPositiveMinorUnits } from './money.ts';
 import type { LedgerEvent } from './events.ts';
+import { isUuid } from './ids.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * What every ledger event must satisfy beyond its Avro schema: ids the ledger keys on are
@@ -12,14 +12,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export function invalidEvent(event: LedgerEvent): string | null {
   const e = event.data;
-  if (!UUID.test(e.eventId)) return 'eventId is not a UUID';
+  if (!isUuid(e.eventId)) return 'eventId is not a UUID';
   if (!Number.isSafeInteger(e.occurredAt)) return 'occurredAt is not an integer time';
   if ('amount' in e && !isPositiveMinorUnits(e.amount)) return 'amount is not a positive whole number of minor units';
   if ('currency' in e && !isCurrency(e.currency)) return `currency ${e.currency} is not one the ledger keeps`;
-  if ('tokenId' in e && !UUID.test(e.tokenId)) return 'tokenId is not a UUID';
-  if ('withdrawalId' in e && !UUID.test(e.withdrawalId)) return 'withdrawalId is not a UUID';
+  if ('tokenId' in e && !isUuid(e.tokenId)) return 'tokenId is not a UUID';
+  if ('withdrawalId' in e && !isUuid(e.withdrawalId)) return 'withdrawalId is not a UUID';
   if ('userId' in e && e.userId === '') return 'userId is empty';
-  if ('packetId' in e && !UUID.test(e.packetId)) return 'packetId is not a UUID';
+  if ('packetId' in e && !isUuid(e.packetId)) return 'packetId is not a UUID';
   if ('senderId' in e && e.senderId === '') return 'senderId is empty';
   if (event.type === 'PacketCreated') {
     const p = event.data;
@@ -35,14 +35,14 @@ export function invalidEvent(event: LedgerEvent): string | null {
     if (!Number.isSafeInteger(d.prizeAmount) || d.prizeAmount < 0 || !Number.isSafeInteger(d.quantity) || d.quantity < 0) return 'prizeAmount and quantity are whole numbers, 0 or more';
   }
   if (event.type === 'GoodsGranted' && !(Number.isSafeInteger(event.data.quantity) && event.data.quantity >= 1)) return 'quantity must be 1 or more';
-  if ('grantId' in e && !UUID.test(e.grantId)) return 'grantId is not a UUID';
-  if ('couponId' in e && !UUID.test(e.couponId)) return 'couponId is not a UUID';
+  if ('grantId' in e && !isUuid(e.grantId)) return 'grantId is not a UUID';
+  if ('couponId' in e && !isUuid(e.couponId)) return 'couponId is not a UUID';
   if ('hold' in e && !(Number.isSafeInteger(e.hold) && e.hold >= 1)) return 'hold must be 1 or more';
   if ('paymentId' in e && e.paymentId === '') return 'paymentId is empty';
   if ('frozenUntil' in e && !Number.isSafeInteger(e.frozenUntil)) return 'frozenUntil is not an integer time';
   if ('coupons' in e) {
     for (const c of e.coupons) {
-      if (!UUID.test(c.couponId)) return 'a couponId is not a UUID';
+      if (!isUuid(c.couponId)) return 'a couponId is not a UUID';
       if (!isPositiveMinorUnits(c.faceValue)) return 'a face value is not a positive whole number of minor units';
       if (!isCurrency(c.currency)) return `currency ${c.currency} is not one the ledger keeps`;
       if (!Number.isSafeInteger(c.expiresAt)) return 'expiresAt is not an integer time';
