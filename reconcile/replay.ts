@@ -19,6 +19,8 @@ export interface PartitionRange {
   end: number;
 }
 
+const SLICE = 1000;
+
 export const positionKey = (topic: string, partition: number) => `${topic}/${partition}`;
 
 /**
@@ -51,8 +53,10 @@ export async function resolveRanges(kafka: Kafka, topics: string[], range: { fro
 
 /**
  * Reads the given offset ranges with a throwaway consumer group and hands the decoded events
- * to `onBatch`, in per-partition order, one fetched batch at a time (awaited, so a slow
- * consumer of the events holds the reading back). Undecodable messages are counted, not
+ * to `onBatch`, in per-partition order, at most SLICE at a time (awaited, so a slow consumer
+ * of the events holds the reading back). A fetched batch can hold tens of thousands of
+ * messages; decoding it slice by slice lets the decoded events die young instead of all
+ * surviving into the old generation of the heap. Undecodable messages are counted, not
  * fatal: the processors dead-lettered them, and the fold skips them alike.
  */
 export async function replayRanges(
@@ -77,9 +81,14 @@ export async function replayRanges(
         const range = remaining.get(positionKey(batch.topic, batch.partition));
         if (!range) return;
         try {
-          const out: ReplayedEvent[] = [];
+          let out: ReplayedEvent[] = [];
           let finished = false;
           for (const m of batch.messages) {
+            if (out.length === SLICE) {
+              events += out.length;
+              await onBatch(out);
+              out = [];
+            }
             if (!isRunning()) return;
             const offset = Number(m.offset);
             if (offset < range.start) continue;

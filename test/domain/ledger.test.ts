@@ -49,6 +49,11 @@ t.test('assertBalanced refuses unbalanced or fractional postings', async (t) => 
   t.throws(() => assertBalanced([{ account: 'a', currency: 'CNY', amount: 1 }]), /do not balance/);
   t.throws(() => assertBalanced([{ account: 'a', currency: 'CNY', amount: 0.5 }, { account: 'b', currency: 'CNY', amount: -0.5 }]), /not an integer/);
   t.doesNotThrow(() => assertBalanced([]));
+  // Zero overall is not enough: every currency balances on its own.
+  t.throws(() => assertBalanced([{ account: 'a', currency: 'CNY', amount: 5 }, { account: 'b', currency: 'USD' as never, amount: -5 }]), /do not balance in CNY/);
+  t.doesNotThrow(() => assertBalanced([
+    { account: 'a', currency: 'CNY', amount: 5 }, { account: 'b', currency: 'USD' as never, amount: -3 }, { account: 'c', currency: 'CNY', amount: -5 }, { account: 'd', currency: 'USD' as never, amount: 3 },
+  ]));
 });
 
 // A random campaign: fundings, grants that respect the remaining budget (the API's rule),
