@@ -14,6 +14,7 @@ import type { LedgerEvent } from '../domain/events.ts';
 import { PayoutRecords } from '../simulator/payment-provider/store.ts';
 import { buildProvider } from '../simulator/payment-provider/app.ts';
 import { median } from './load.ts';
+import { AUDIT_NODE_FLAGS } from '../reconcile/node-flags.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const log = (s: string) => process.stderr.write(`[bench:audit] ${s}\n`);
@@ -29,17 +30,26 @@ export interface AuditBench {
   rounds: { raw: number[]; audit: number[] };
 }
 
-function child(mode: 'raw' | 'audit', env: Record<string, string>): Promise<{ events: number; ms: number; perSec: number; peakRssMiB: number; clean?: boolean }> {
+export function child(mode: 'raw' | 'audit', env: Record<string, string>): Promise<{ events: number; ms: number; perSec: number; peakRssMiB: number; clean?: boolean }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [...(process.env.BENCH_PROF && mode === 'audit' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), '--import', 'tsx', 'bench/audit-child.ts', mode], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    // Both sides run with the flags the audit command sets, so the ratio compares the work, not the heap settings.
+    const flags = [...AUDIT_NODE_FLAGS, ...(process.env.BENCH_PROF && mode === 'audit' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])];
+    const c = spawn(process.execPath, [...flags, '--import', 'tsx', 'bench/audit-child.ts', mode], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`${mode} exited ${code}`))));
   });
 }
 
-export async function benchAudit(rounds: number): Promise<AuditBench> {
-  const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
+/** A namespace holding a projected log of about `n` events and the provider's matching books. */
+export interface AuditLog {
+  events: number;
+  /** The environment of a child reading it. */
+  env: Record<string, string>;
+  drop(): Promise<void>;
+}
+
+export async function prepareAuditLog(n: number): Promise<AuditLog> {
   const ns = `bench_audit_${Date.now().toString(36)}`;
   const providerKey = randomBytes(16).toString('hex');
   await setupNamespace(loadConfig({ namespace: ns }));
@@ -49,10 +59,17 @@ export async function benchAudit(rounds: number): Promise<AuditBench> {
   const provider = await buildProvider(records, { apiKey: providerKey });
   const providerUrl = await provider.listen({ host: '127.0.0.1', port: 0 });
   const env = { LEDGER_NAMESPACE: ns, PROVIDER_URL: providerUrl, PROVIDER_API_KEY: providerKey, LOG_LEVEL: 'warn' };
+  const drop = async () => {
+    await provider.close();
+    await records.drop();
+    await records.close();
+    await removeNamespace(rt);
+    await rt.close();
+  };
   try {
     // The log: per 20 events, 9 grants and their 9 credits, and one withdrawal and its settlement.
-    const withdrawals = Math.floor((N - 1) / 20);
-    const grants = Math.floor((N - 1 - 2 * withdrawals) / 2);
+    const withdrawals = Math.floor((n - 1) / 20);
+    const grants = Math.floor((n - 1 - 2 * withdrawals) / 2);
     const users = Math.max(1, Math.min(100_000, grants));
     log(`producing ${1 + 2 * grants + 2 * withdrawals} events (${grants} grants, ${withdrawals} withdrawals, ${users} users)`);
     const now = Date.now();
@@ -97,12 +114,21 @@ export async function benchAudit(rounds: number): Promise<AuditBench> {
     await new Promise((r) => setTimeout(r, 2_000));
     projector.kill('SIGTERM');
     await new Promise((r) => projector.once('exit', r));
+    return { events: total, env, drop };
+  } catch (err) {
+    await drop();
+    throw err;
+  }
+}
 
+export async function benchAudit(rounds: number): Promise<AuditBench> {
+  const auditLog = await prepareAuditLog(Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000));
+  try {
     const raw: { perSec: number; peakRssMiB: number }[] = [];
     const audit: { perSec: number; ms: number; peakRssMiB: number }[] = [];
     for (let r = 0; r < rounds; r++) {
-      raw.push(await child('raw', env));
-      const a = await child('audit', env);
+      raw.push(await child('raw', auditLog.env));
+      const a = await child('audit', auditLog.env);
       if (!a.clean) throw new Error('the benchmark ledger should audit clean');
       audit.push(a);
       log(`round ${r + 1}: audit ${a.perSec.toFixed(0)} events/s (${(a.ms / 1000).toFixed(1)} s, peak ${a.peakRssMiB} MiB); raw ${raw[r]!.perSec.toFixed(0)} events/s`);
@@ -110,16 +136,12 @@ export async function benchAudit(rounds: number): Promise<AuditBench> {
     const auditPerSec = median(audit.map((a) => a.perSec));
     const rawPerSec = median(raw.map((a) => a.perSec));
     return {
-      events: total, auditPerSec, rawPerSec, ratio: auditPerSec / rawPerSec, auditSeconds: median(audit.map((a) => a.ms)) / 1000,
+      events: auditLog.events, auditPerSec, rawPerSec, ratio: auditPerSec / rawPerSec, auditSeconds: median(audit.map((a) => a.ms)) / 1000,
       auditPeakRssMiB: Math.max(...audit.map((a) => a.peakRssMiB)), rawPeakRssMiB: Math.max(...raw.map((a) => a.peakRssMiB)),
       rounds: { raw: raw.map((a) => Math.round(a.perSec)), audit: audit.map((a) => Math.round(a.perSec)) },
     };
   } finally {
-    await provider.close();
-    await records.drop();
-    await records.close();
-    await removeNamespace(rt);
-    await rt.close();
+    await auditLog.drop();
   }
 }
 
