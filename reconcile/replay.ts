@@ -81,6 +81,7 @@ export async function replayRanges(
         const range = remaining.get(positionKey(batch.topic, batch.partition));
         if (!range) return;
         try {
+          await codec.prepare(batch.messages.map((m) => m.value));
           let out: ReplayedEvent[] = [];
           let finished = false;
           for (const m of batch.messages) {
@@ -97,7 +98,7 @@ export async function replayRanges(
               break;
             }
             try {
-              out.push({ topic: batch.topic, partition: batch.partition, offset, timestamp: Number(m.timestamp), event: await codec.decode(m.value) });
+              out.push({ topic: batch.topic, partition: batch.partition, offset, timestamp: Number(m.timestamp), event: codec.decodeLoaded(m.value) });
             } catch (err) {
               if (!(err instanceof UndecodableMessage)) throw err;
               undecodable++;

@@ -25,6 +25,11 @@ export function subjectFor(topic: string, type: EventType): string {
   return `${topic}-${NAMESPACE}.${type}`;
 }
 
+/** The part of an avsc type the codec uses. */
+interface AvroType {
+  fromBuffer(buffer: Buffer): unknown;
+}
+
 export class UndecodableMessage extends Error {
   override readonly name = 'UndecodableMessage';
   constructor(message: string, override readonly cause?: unknown) {
@@ -40,7 +45,8 @@ export class UndecodableMessage extends Error {
 export class EventCodec {
   private readonly registry: SchemaRegistry;
   private readonly writerIds = new Map<string, number>();
-  private readonly typeById = new Map<number, EventType>();
+  /** By schema id: the event type and its Avro type, or why messages under it are undecodable. */
+  private readonly readers = new Map<number, { type: EventType; avro: AvroType } | { refused: string; retry?: true }>();
 
   constructor(registryUrl: string) {
     this.registry = new SchemaRegistry({ host: registryUrl, retry: { retries: 3 } });
@@ -60,7 +66,6 @@ export class EventCodec {
       { subject, compatibility: COMPATIBILITY.BACKWARD },
     );
     this.writerIds.set(subject, id);
-    this.typeById.set(id, type);
     return id;
   }
 
@@ -71,31 +76,57 @@ export class EventCodec {
 
   /**
    * Decodes a message; anything that is not a known event in the wire format, or that breaks
-   * the ledger's rules for events (domain/validate.ts), is UndecodableMessage.
+   * the ledger's rules for events (domain/validate.ts), is UndecodableMessage. A registry
+   * outage is thrown as it is: it is not the message's fault, and the caller retries.
    */
   async decode(value: Buffer | null): Promise<LedgerEvent> {
+    await this.prepare([value]);
+    return this.decodeLoaded(value);
+  }
+
+  /**
+   * Fetches the schemas of these messages that are not cached yet, so that decodeLoaded can
+   * decode them without waiting: a replay prepares a fetched batch once and decodes its
+   * messages synchronously, instead of two promise round trips per message.
+   */
+  async prepare(values: readonly (Buffer | null)[]): Promise<void> {
+    for (const value of values) {
+      if (!value || value.length < 6 || value[0] !== 0) continue;
+      const id = value.readUInt32BE(1);
+      const known = this.readers.get(id);
+      if (known && !('retry' in known)) continue;
+      try {
+        const schema = (await this.registry.getSchema(id)) as unknown as AvroType & { name?: string };
+        const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
+        this.readers.set(id, (EVENT_TYPES as readonly string[]).includes(name)
+          ? { type: name as EventType, avro: schema }
+          : { refused: `schema ${id} is not a ledger event (${schema.name})` });
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status !== undefined && status >= 500) throw err;
+        if (err instanceof Error && /ECONNREFUSED|ETIMEDOUT|socket hang up/.test(err.message)) throw err;
+        // Refused for now; asked again with the next message under this id.
+        this.readers.set(id, { refused: `cannot decode with schema ${id}: ${(err as Error).message}`, retry: true });
+      }
+    }
+  }
+
+  /** Decodes a message whose schema was prepared (or was never going to load: it is then UndecodableMessage). */
+  decodeLoaded(value: Buffer | null): LedgerEvent {
     if (!value || value.length < 6 || value[0] !== 0) throw new UndecodableMessage('not in the Confluent wire format');
     const id = value.readUInt32BE(1);
-    let type = this.typeById.get(id);
+    const reader = this.readers.get(id);
+    if (!reader) throw new Error(`schema ${id} was not prepared before decoding`);
+    if ('refused' in reader) throw new UndecodableMessage(reader.refused);
+    let data: unknown;
     try {
-      if (!type) {
-        const schema = (await this.registry.getSchema(id)) as { name?: string };
-        const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
-        if (!(EVENT_TYPES as readonly string[]).includes(name)) throw new UndecodableMessage(`schema ${id} is not a ledger event (${schema.name})`);
-        type = name as EventType;
-        this.typeById.set(id, type);
-      }
-      const event = { type, data: await this.registry.decode(value) } as LedgerEvent;
-      const invalid = invalidEvent(event);
-      if (invalid) throw new UndecodableMessage(`${type} is not a valid ledger event: ${invalid}`);
-      return event;
+      data = reader.avro.fromBuffer(value.subarray(5));
     } catch (err) {
-      if (err instanceof UndecodableMessage) throw err;
-      const status = (err as { status?: number }).status;
-      // A registry outage is not the message's fault: let the caller retry instead of dead-lettering.
-      if (status !== undefined && status >= 500) throw err;
-      if (err instanceof Error && /ECONNREFUSED|ETIMEDOUT|socket hang up/.test(err.message)) throw err;
       throw new UndecodableMessage(`cannot decode with schema ${id}: ${(err as Error).message}`, err);
     }
+    const event = { type: reader.type, data } as LedgerEvent;
+    const invalid = invalidEvent(event);
+    if (invalid) throw new UndecodableMessage(`${reader.type} is not a valid ledger event: ${invalid}`);
+    return event;
   }
 }

@@ -19,16 +19,15 @@ export async function decodeOrDeadLetter(
   codec: EventCodec, messages: readonly KafkaMessage[], source: { topic: string; partition: number; consumer: string },
   producer: BatchingProducer, deadLetterTopic: string, log: Logger,
 ): Promise<DecodedItem[]> {
-  const out = await Promise.all(
-    messages.map(async (m): Promise<DecodedItem & { error?: UndecodableMessage; raw: KafkaMessage }> => {
-      try {
-        return { offset: Number(m.offset), event: await codec.decode(m.value), raw: m };
-      } catch (err) {
-        if (err instanceof UndecodableMessage) return { offset: Number(m.offset), event: null, error: err, raw: m };
-        throw err;
-      }
-    }),
-  );
+  await codec.prepare(messages.map((m) => m.value));
+  const out = messages.map((m): DecodedItem & { error?: UndecodableMessage; raw: KafkaMessage } => {
+    try {
+      return { offset: Number(m.offset), event: codec.decodeLoaded(m.value), raw: m };
+    } catch (err) {
+      if (err instanceof UndecodableMessage) return { offset: Number(m.offset), event: null, error: err, raw: m };
+      throw err;
+    }
+  });
   const dead = out.filter((o) => o.error);
   if (dead.length > 0) {
     await Promise.all(dead.map((d) => producer.send(deadLetterTopic, {

@@ -107,6 +107,27 @@ t.test('bytes that are not an event are UndecodableMessage', async (t) => {
   await t.rejects(c.decode(good.subarray(0, 8)), { name: 'UndecodableMessage' }, 'truncated body');
 });
 
+t.test('a registered schema that is not a ledger event is UndecodableMessage; a registry outage is not', async (t) => {
+  const subject = `${topic}-other`;
+  const res = await fetch(`${cfg.schemaRegistryUrl}/subjects/${encodeURIComponent(subject)}/versions`, {
+    method: 'POST', headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+    body: JSON.stringify({ schema: JSON.stringify({ type: 'record', name: 'Other', namespace: 'io.example', fields: [{ name: 'x', type: 'int' }] }) }),
+  });
+  const { id } = (await res.json()) as { id: number };
+  const other = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), Buffer.from([2])]);
+  other.writeUInt32BE(id, 1);
+  const c = new EventCodec(cfg.schemaRegistryUrl);
+  await t.rejects(c.decode(other), { name: 'UndecodableMessage', message: /not a ledger event/ });
+  t.throws(() => c.decodeLoaded(other), { name: 'UndecodableMessage' }, 'remembered once prepared');
+
+  // Nothing listens on port 9: the registry is down, which is not the message's fault.
+  const good = await c.encode(topic, 'TokenCredited', samples.TokenCredited);
+  const down = new EventCodec('http://127.0.0.1:9');
+  const err = await down.decode(good).then(() => null, (e: Error) => e);
+  t.ok(err && err.name !== 'UndecodableMessage', `thrown for the caller to retry, not dead-lettered (${err?.name}: ${err?.message})`);
+  t.throws(() => down.decodeLoaded(good), /was not prepared/, 'decoding an unprepared schema is a programming error, not a bad message');
+});
+
 t.test('well-formed Avro that breaks the ledger\'s rules for events is UndecodableMessage too', async (t) => {
   const c = new EventCodec(cfg.schemaRegistryUrl);
   const cases: [string, unknown][] = [
