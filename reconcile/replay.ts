@@ -1,4 +1,4 @@
-import type { Kafka } from 'kafkajs';
+import { AssignerProtocol, type Kafka, type PartitionAssigner } from 'kafkajs';
 import type { LedgerEvent } from '../domain/events.ts';
 import { UndecodableMessage, type EventCodec } from '../schemas/codec.ts';
 
@@ -69,7 +69,10 @@ export async function replayRanges(
   if (remaining.size === 0) return { events, undecodable };
 
   const topics = [...new Set([...remaining.values()].map((r) => r.topic))];
-  const consumer = kafka.consumer({ groupId: `replay-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`, maxBytesPerPartition: 8 << 20 });
+  const consumer = kafka.consumer({
+    groupId: `replay-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`, maxBytesPerPartition: 8 << 20,
+    partitionAssigners: [onlyThese([...remaining.values()])],
+  });
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
   let failure: unknown = null;
@@ -128,4 +131,26 @@ export async function replayTopics(
 ): Promise<{ events: number; undecodable: number }> {
   const ranges = await resolveRanges(kafka, topics);
   return replayRanges(kafka, codec, ranges, (batch) => batch.forEach(onEvent));
+}
+
+/**
+ * The replay's throwaway group has one member, and it is given exactly the partitions it
+ * reads: a replay of part of the log (some partitions, a shard of an audit) fetches nothing else.
+ */
+function onlyThese(ranges: readonly PartitionRange[]): PartitionAssigner {
+  const assignment: Record<string, number[]> = {};
+  for (const r of ranges) (assignment[r.topic] ??= []).push(r.partition);
+  return () => ({
+    name: 'ReplayRanges',
+    version: 1,
+    async assign({ members }) {
+      return members.map((m, i) => ({
+        memberId: m.memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: i === 0 ? assignment : {}, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name: 'ReplayRanges', metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) };
+    },
+  });
 }
