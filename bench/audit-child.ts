@@ -52,7 +52,7 @@ if (mode === 'raw') {
   const pool = pgPool(cfg.databaseUrl, cfg.namespace, 4);
   const report = await runAudit({
     kafka, codec: new EventCodec(cfg.schemaRegistryUrl), pool, topics, projector: projectorName(cfg.namespace),
-    provider: new ProviderStatement(cfg.providerUrl, cfg.providerApiKey!),
+    provider: new ProviderStatement(cfg.providerUrl, cfg.providerApiKey!), workers: { count: cfg.reconcileWorkers, cfg },
   }, { creditGraceMs: 0, payoutGraceMs: 0 });
   events = report.events;
   clean = report.clean;

@@ -77,6 +77,7 @@ try {
   const deps = {
     kafka: rt.kafka, codec: rt.codec, pool: rt.pool, topics: rt.topics, projector: projectorName(rt.cfg.namespace),
     provider: args['no-provider'] ? null : new ProviderStatement(rt.cfg.providerUrl, providerApiKey(rt.cfg.providerApiKey)),
+    workers: { count: rt.cfg.reconcileWorkers, cfg: rt.cfg },
   };
   const audit = async (o: AuditOptions): Promise<AuditReport> => {
     const bar = progressBar();

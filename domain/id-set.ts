@@ -4,11 +4,19 @@
  * else in an ordinary Set. A replay keeps every event id of the log to apply each once, and
  * a million id strings in a Set cost the fold more in garbage collection than its rules.
  */
+export interface IdSetData {
+  slots: number;
+  count: number;
+  keys: Uint32Array;
+  used: Uint8Array;
+  other: string[];
+}
+
 export class IdSet {
   private slots = 1 << 12;
   /** Four 32-bit words per slot; a slot is taken when its `used` byte is 1. */
-  private keys = new Uint32Array(this.slots * 4);
-  private used = new Uint8Array(this.slots);
+  private keys: Uint32Array = new Uint32Array(this.slots * 4);
+  private used: Uint8Array = new Uint8Array(this.slots);
   private count = 0;
   private readonly other = new Set<string>();
   private readonly k = new Uint32Array(4);
@@ -34,6 +42,32 @@ export class IdSet {
     this.insert(this.k[0]!, this.k[1]!, this.k[2]!, this.k[3]!);
     this.count++;
     return true;
+  }
+
+  /** Whether any id is in both sets. */
+  intersects(other: IdSet): boolean {
+    for (const id of this.other) if (other.has(id)) return true;
+    for (let s = 0; s < this.slots; s++) {
+      if (this.used[s] !== 1) continue;
+      for (let w = 0; w < 4; w++) other.k[w] = this.keys[s * 4 + w]!;
+      if (other.find() >= 0) return true;
+    }
+    return false;
+  }
+
+  /** The set as plain data (typed arrays and strings), to pass to another thread. */
+  toData(): IdSetData {
+    return { slots: this.slots, count: this.count, keys: this.keys, used: this.used, other: [...this.other] };
+  }
+
+  static fromData(data: IdSetData): IdSet {
+    const set = new IdSet();
+    set.slots = data.slots;
+    set.count = data.count;
+    set.keys = data.keys;
+    set.used = data.used;
+    for (const id of data.other) set.other.add(id);
+    return set;
   }
 
   /** The slot of the parsed key, or -1. */

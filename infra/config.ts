@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 /**
  * All configuration comes from the environment, with local defaults, so production points
  * at real clusters by changing env vars only.
@@ -51,6 +52,8 @@ export interface Config {
   reconcilePayoutGraceMs: number;
   /** Where the reconciler serves /metrics and /health. */
   reconcilerPort: number;
+  /** Worker threads a whole-log audit folds the log's partitions in (one: in the audit's own thread). */
+  reconcileWorkers: number;
   /** Red packets: most shares, largest total (fen), and the allowed expiry range (the default is the longest). */
   packetMaxCount: number;
   packetMaxAmount: number;
@@ -125,6 +128,7 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     reconcileCreditGraceMs: int('RECONCILE_CREDIT_GRACE_SEC', 300) * 1000,
     reconcilePayoutGraceMs: int('RECONCILE_PAYOUT_GRACE_SEC', 300) * 1000,
     reconcilerPort: int('RECONCILER_PORT', 3300),
+    reconcileWorkers: int('RECONCILE_WORKERS', Math.min(4, availableParallelism())),
     packetMaxCount: int('PACKET_MAX_COUNT', 100),
     packetMaxAmount: int('PACKET_MAX_AMOUNT', 20_000),
     packetMinExpiryMs: int('PACKET_MIN_EXPIRY_SEC', 60) * 1000,

@@ -2,22 +2,24 @@ import { isCouponEvent } from '../domain/coupons.ts';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Kafka } from 'kafkajs';
-import { MemoryLedger, negativeBalances, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import { Worker } from 'node:worker_threads';
+import { MemoryLedger, negativeBalances, type TokenRecord } from '../domain/ledger.ts';
 import type { Currency } from '../domain/money.ts';
 import { parseAccount } from '../domain/accounts.ts';
 import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
-import type { LedgerEvent } from '../domain/events.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
-import { claimEventIdFor, shareCreditEventIdFor, unclaimedOf } from '../domain/packets.ts';
+import { claimEventIdFor, shareCreditEventIdFor, unclaimedOf, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord } from '../domain/packets.ts';
 import type { EventCodec } from '../schemas/codec.ts';
-import type { Topics } from '../infra/config.ts';
+import type { Config, Topics } from '../infra/config.ts';
 import { countByKind, type Difference } from './differences.ts';
 import { matchPayouts, type ProviderPayment } from './payout-match.ts';
-import { ProjectionCheck, whoOf, type Chunk, type FoldedEvent } from './projection-check.ts';
-import { WholeLogCheck, idBucket } from './whole-log-check.ts';
+import { ProjectionCheck, type Chunk, type FoldedEvent } from './projection-check.ts';
+import { WholeLogCheck } from './whole-log-check.ts';
+import { idBucket } from './digest.ts';
+import { anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type Flow } from './log-fold.ts';
 import { OpeningState } from './opening-state.ts';
-import { positionKey, replayRanges, resolveRanges, type PartitionRange, type ReplayedEvent } from './replay.ts';
+import { positionKey, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
 
 export type AuditKind = 'audit' | 'continuous' | 'hourly';
@@ -31,6 +33,11 @@ export interface AuditDeps {
   projector: string;
   /** The provider's books; without it the provider comparison is skipped (and the report says so). */
   provider: ProviderStatement | null;
+  /**
+   * A whole-log audit folds the log's partitions in this many worker threads, each with its
+   * own clients made from `cfg`; without it, in this thread.
+   */
+  workers?: { count: number; cfg: Config };
 }
 
 export interface AuditOptions {
@@ -53,10 +60,7 @@ export class AuditFailure extends Error {
   override readonly name = 'AuditFailure';
 }
 
-export interface Flow {
-  count: number;
-  amount: number;
-}
+export type { Flow } from './log-fold.ts';
 
 export interface AuditReport {
   runId: string;
@@ -76,7 +80,8 @@ export interface AuditReport {
   couponEventsBeforeGrant: number;
   /** Money moved in the range by event type (minor units; one currency per ledger today). */
   flows: Record<string, Flow>;
-  checked: { projection: boolean; provider: boolean; providerPayments: number; tokens: number; withdrawals: number };
+  /** `threads`: how many threads folded the log's partitions (1 for a range audit, or when a whole log was folded in one piece). */
+  checked: { projection: boolean; provider: boolean; providerPayments: number; tokens: number; withdrawals: number; threads: number };
   clean: boolean;
   byKind: Record<string, number>;
   differences: Difference[];
@@ -84,25 +89,122 @@ export interface AuditReport {
 
 const MIN = 60_000;
 
+/**
+ * What the checks after the fold read of it: a MemoryLedger (a range audit's fold) or the
+ * merged folds of a whole-log audit's partitions.
+ */
+interface FoldView {
+  balances: ReadonlyMap<string, { currency: Currency; balance: number }>;
+  withdrawals: ReadonlyMap<string, WithdrawalRecord>;
+  packets: ReadonlyMap<string, PacketRecord>;
+  packetClaims: ReadonlyMap<string, PacketClaimRecord>;
+  packetCredits: ReadonlyMap<string, PacketCreditRecord>;
+  applied: { has(id: string): boolean };
+}
+
+/** The fold of the audited events, and the differences found while folding and comparing it. */
+interface Folded {
+  view: FoldView;
+  /** Tokens the overdue check looks at (all of the range, or a whole log's pending ones). */
+  tokens: TokenRecord[];
+  tokenCount: number;
+  /** Every token of the fold, for naming the grants of an over-issue (read again if need be). */
+  allTokens(): Promise<TokenRecord[]>;
+  events: number;
+  undecodable: number;
+  duplicates: number;
+  couponEventsBeforeGrant: number;
+  flows: Record<string, Flow>;
+  differences: Difference[];
+  threads: number;
+}
+
 export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promise<AuditReport> {
   const startedAt = Date.now();
   const runId = randomUUID();
   const to = opts.to && opts.to.getTime() < startedAt ? opts.to : undefined;
   const coveredTo = to ?? new Date(startedAt);
   const rangeMode = opts.from !== undefined;
+
+  // A whole-log audit folds one share of the partitions in this thread and the others in
+  // worker threads, which load while the audit finds its ranges and starts folding its own.
+  const workers = !rangeMode && deps.workers && deps.workers.count > 1
+    ? Array.from({ length: deps.workers.count - 1 }, () => new FoldWorker(deps.workers!.cfg))
+    : [];
+  let fold: Folded;
+  let ranges: PartitionRange[];
+  let check: ProjectionCheck;
+  // A whole-log audit reads the provider's whole statement, and reads it while the log is folded.
+  const statement = deps.provider && !rangeMode ? deps.provider.payments({}) : null;
+  statement?.catch(() => {}); // surfaces where it is awaited
+  try {
+    ranges = await resolveRanges(deps.kafka, [deps.topics.budget, deps.topics.wallet], { from: opts.from, to });
+    await waitForProjection(deps.pool, deps.projector, ranges, opts.projectionWaitMs ?? 60_000);
+    check = new ProjectionCheck(deps.pool, ranges);
+    const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
+    fold = rangeMode ? await foldRange(deps, ranges, check, opts, total) : await foldWholeLog(deps, ranges, check, opts, total, workers);
+    opts.onProgress?.(total, total);
+  } finally {
+    for (const w of workers) w.terminate();
+  }
+  const { view, differences } = fold;
+
+  differences.push(...(await overIssues(view.balances, fold.allTokens, rangeMode ? check : null)));
+  // Overdue work is judged at the time of the audit, not at the end of the range, and only
+  // if the projection still shows it open: a credit or payout that arrived after the range
+  // was late, not missing. So a window audited `grace` after it ended reports every token
+  // of the window that is overdue, once.
+  const overdue = neverCredited(fold.tokens, startedAt - (opts.creditGraceMs ?? 10 * MIN));
+  const stillPending = await check.stillOpen('tokens', overdue.map((d) => d.tokenId!));
+  differences.push(...overdue.filter((d) => stillPending.has(d.tokenId!)));
+
+  differences.push(...(await packetDifferences(view, check, startedAt, opts.creditGraceMs ?? 10 * MIN)));
+
+  let providerPayments = 0;
+  const withdrawals = [...view.withdrawals.values()];
+  if (deps.provider) {
+    const ledger = new Map(view.withdrawals);
+    // A whole-log audit reads the whole statement; a payment made after the audit began, for
+    // a withdrawal appended after its end, belongs to the next audit.
+    const payments = (statement ? await statement : await providerPaymentsInScope(deps.provider, withdrawals, { from: opts.from, to: coveredTo }))
+      .filter((p) => rangeMode || p.createdAt < startedAt || ledger.has(p.payoutId));
+    providerPayments = payments.length;
+    if (rangeMode) {
+      for (const w of await withdrawalsAtEnd(deps.pool, check, payments.map((p) => p.payoutId).filter((id) => !ledger.has(id)))) ledger.set(w.withdrawalId, w);
+    }
+    const flagIds = payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef));
+    const projectedFlags = rangeMode ? await check.positions(flagIds) : new Map();
+    const found = matchPayouts({
+      withdrawals: ledger, payments,
+      flagged: (w, ref) => { const id = duplicateFlagEventIdFor(w, ref); return view.applied.has(id) || projectedFlags.has(id); },
+      referenceTime: startedAt, graceMs: opts.payoutGraceMs ?? 10 * MIN,
+    });
+    const inFlight = (d: Difference) => d.kind === 'payout_unresolved' || d.kind === 'payout_overdue';
+    const stillWithdrawing = await check.stillOpen('withdrawals', found.filter(inFlight).map((d) => d.payoutId!));
+    differences.push(...found.filter((d) => !inFlight(d) || stillWithdrawing.has(d.payoutId!)));
+  }
+
+  differences.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
+  return {
+    runId, kind: opts.kind ?? 'audit', startedAt: new Date(startedAt).toISOString(), finishedAt: new Date().toISOString(),
+    range: { from: opts.from?.toISOString() ?? null, to: coveredTo.toISOString() },
+    partitions: ranges, events: fold.events, undecodable: fold.undecodable, duplicates: fold.duplicates, couponEventsBeforeGrant: fold.couponEventsBeforeGrant,
+    flows: fold.flows,
+    checked: { projection: true, provider: deps.provider !== null, providerPayments, tokens: fold.tokenCount, withdrawals: withdrawals.length, threads: fold.threads },
+    clean: differences.length === 0, byKind: countByKind(differences), differences,
+  };
+}
+
+/**
+ * A range audit: the fold starts from the state before the range (read from the projection
+ * as the events need it), and compares its own events with the projection chunk by chunk.
+ */
+async function foldRange(deps: AuditDeps, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number): Promise<Folded> {
   const chunkSize = opts.chunkSize ?? 5000;
-
-  const ranges = await resolveRanges(deps.kafka, [deps.topics.budget, deps.topics.wallet], { from: opts.from, to });
-  await waitForProjection(deps.pool, deps.projector, ranges, opts.projectionWaitMs ?? 60_000);
-
   const mem = new MemoryLedger();
-  const check = new ProjectionCheck(deps.pool, ranges);
-  // A range audit compares its own events chunk by chunk; a whole-log audit digests whole tables.
-  const opening = rangeMode ? new OpeningState(deps.pool, ranges, check) : null;
-  const whole = rangeMode ? null : new WholeLogCheck(deps.pool, check);
+  const opening = new OpeningState(deps.pool, ranges, check);
   const differences: Difference[] = [];
   const flows: Record<string, Flow> = {};
-  const total = ranges.reduce((n, r) => n + (r.end - r.start), 0);
   let done = 0;
   let duplicates = 0;
   let couponEventsBeforeGrant = 0;
@@ -120,9 +222,10 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
     if (inFlight.length >= 2) await inFlight[0];
   };
 
-  const fold = (batch: ReplayedEvent[]) => {
+  const read = await replayRanges(deps.kafka, deps.codec, ranges, async (batch) => {
+    await opening.seed(mem, batch);
     for (const { event } of batch) {
-      if (opening && isCouponEvent(event) && event.type !== 'GiftPackGranted' && !mem.pack(event.data.grantId)) {
+      if (isCouponEvent(event) && event.type !== 'GiftPackGranted' && !mem.pack(event.data.grantId)) {
         couponEventsBeforeGrant++;
         continue;
       }
@@ -131,86 +234,107 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
         duplicates++;
         continue;
       }
-      if (fx.postings.length > 0) {
-        const f = (flows[event.type] ??= { count: 0, amount: 0 });
-        f.count++;
-        f.amount += 'amount' in event.data ? event.data.amount : 0;
-      }
-      if (whole) {
-        whole.add(event.data.eventId, fx.postings);
-      } else {
-        chunk.events.push({ event, postings: fx.postings });
-        if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
-        if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
-      }
+      if (fx.postings.length > 0) countFlow(flows, event);
+      chunk.events.push({ event, postings: fx.postings });
+      if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
+      if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
       for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
     }
-  };
-
-  const read = await replayRanges(deps.kafka, deps.codec, ranges, async (batch) => {
-    if (opening) await opening.seed(mem, batch);
-    fold(batch);
     done += batch.length;
     opts.onProgress?.(done, total);
     if (chunk.events.length >= chunkSize) await dispatch();
   });
   await dispatch();
   await Promise.all(inFlight);
-  opts.onProgress?.(total, total);
 
+  // Records at the end of the range, and the range's postings.
   const tokens = [...mem.tokens.values()];
   const withdrawals = [...mem.withdrawals.values()];
-  if (whole) {
-    differences.push(...(await whole.finish(mem, (buckets) => refold(deps, ranges, buckets))));
-  } else {
-    // Records at the end of the range, and the range's postings.
-    for (let i = 0; i < Math.max(tokens.length, withdrawals.length); i += chunkSize) {
-      differences.push(...(await check.states(tokens.slice(i, i + chunkSize), withdrawals.slice(i, i + chunkSize))));
-    }
-    differences.push(...(await check.imbalances()));
+  for (let i = 0; i < Math.max(tokens.length, withdrawals.length); i += chunkSize) {
+    differences.push(...(await check.states(tokens.slice(i, i + chunkSize), withdrawals.slice(i, i + chunkSize))));
   }
-  differences.push(...(await overIssues(mem, rangeMode ? check : null)));
-  // Overdue work is judged at the time of the audit, not at the end of the range, and only
-  // if the projection still shows it open: a credit or payout that arrived after the range
-  // was late, not missing. So a window audited `grace` after it ended reports every token
-  // of the window that is overdue, once.
-  const overdue = neverCredited(tokens, startedAt - (opts.creditGraceMs ?? 10 * MIN));
-  const stillPending = await check.stillOpen('tokens', overdue.map((d) => d.tokenId!));
-  differences.push(...overdue.filter((d) => stillPending.has(d.tokenId!)));
-
-  differences.push(...(await packetDifferences(mem, check, startedAt, opts.creditGraceMs ?? 10 * MIN)));
-
-  let providerPayments = 0;
-  if (deps.provider) {
-    const ledger = new Map(withdrawals.map((w) => [w.withdrawalId, w]));
-    // A whole-log audit reads the whole statement; a payment made after the audit began, for
-    // a withdrawal appended after its end, belongs to the next audit.
-    const payments = (await providerPaymentsInScope(deps.provider, withdrawals, rangeMode ? { from: opts.from, to: coveredTo } : {}))
-      .filter((p) => rangeMode || p.createdAt < startedAt || ledger.has(p.payoutId));
-    providerPayments = payments.length;
-    if (rangeMode) {
-      for (const w of await withdrawalsAtEnd(deps.pool, check, payments.map((p) => p.payoutId).filter((id) => !ledger.has(id)))) ledger.set(w.withdrawalId, w);
-    }
-    const flagIds = payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef));
-    const projectedFlags = rangeMode ? await check.positions(flagIds) : new Map();
-    const found = matchPayouts({
-      withdrawals: ledger, payments,
-      flagged: (w, ref) => { const id = duplicateFlagEventIdFor(w, ref); return mem.applied.has(id) || projectedFlags.has(id); },
-      referenceTime: startedAt, graceMs: opts.payoutGraceMs ?? 10 * MIN,
-    });
-    const inFlight = (d: Difference) => d.kind === 'payout_unresolved' || d.kind === 'payout_overdue';
-    const stillWithdrawing = await check.stillOpen('withdrawals', found.filter(inFlight).map((d) => d.payoutId!));
-    differences.push(...found.filter((d) => !inFlight(d) || stillWithdrawing.has(d.payoutId!)));
-  }
-
-  differences.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
+  differences.push(...(await check.imbalances()));
   return {
-    runId, kind: opts.kind ?? 'audit', startedAt: new Date(startedAt).toISOString(), finishedAt: new Date().toISOString(),
-    range: { from: opts.from?.toISOString() ?? null, to: coveredTo.toISOString() },
-    partitions: ranges, events: read.events, undecodable: read.undecodable, duplicates, couponEventsBeforeGrant, flows,
-    checked: { projection: true, provider: deps.provider !== null, providerPayments, tokens: tokens.length, withdrawals: withdrawals.length },
-    clean: differences.length === 0, byKind: countByKind(differences), differences,
+    view: mem, tokens, tokenCount: tokens.length, allTokens: async () => tokens,
+    events: read.events, undecodable: read.undecodable, duplicates, couponEventsBeforeGrant, flows, differences, threads: 1,
   };
+}
+
+/**
+ * A whole-log audit: the partitions are folded in `deps.workers` threads at once (log-fold.ts)
+ * while Postgres digests the projection's tables, and the digests are compared
+ * (whole-log-check.ts). A fold whose parts disagree with one fold of the whole (an event id
+ * in two parts, or any event the rules refused, which may have needed another part's state)
+ * is done again in one piece, so the report is always that of one fold of the log.
+ */
+async function foldWholeLog(
+  deps: AuditDeps, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number, workers: FoldWorker[],
+): Promise<Folded> {
+  const whole = new WholeLogCheck(deps.pool, check);
+  let done = 0;
+  const progress = (n: number) => {
+    done += n;
+    opts.onProgress?.(Math.min(done, total), total);
+  };
+  const [own, ...others] = splitRanges(ranges, workers.length + 1);
+  let merged = others.length > 0
+    ? mergeFolds(await Promise.all([foldRanges(deps.kafka, deps.codec, own!, progress), ...others.map((part, i) => workers[i]!.fold(part, progress))]))
+    : null;
+  if (merged && merged.differences.length > 0) merged = null;
+  const threads = merged ? others.length + 1 : 1;
+  if (!merged) {
+    done = 0;
+    merged = mergeFolds([await foldRanges(deps.kafka, deps.codec, ranges, progress)])!;
+  }
+  const fold = merged;
+  let everyToken: Promise<TokenRecord[]> | null = null;
+  const allTokens = () => (everyToken ??= refoldLedger(deps, ranges).then((mem) => [...mem.tokens.values()]));
+  const differences = [...fold.differences, ...(await whole.finish(fold, allTokens, (buckets) => refold(deps, ranges, buckets)))];
+  return {
+    view: fold, tokens: fold.pendingTokens, tokenCount: fold.tokenCount, allTokens,
+    events: fold.events, undecodable: fold.undecodable, duplicates: fold.duplicates, couponEventsBeforeGrant: 0, flows: fold.flows, differences, threads,
+  };
+}
+
+/** A worker thread that folds some partitions (fold-worker.ts). */
+class FoldWorker {
+  private readonly worker: Worker;
+  private readonly failed: Promise<never>;
+
+  constructor(cfg: Config) {
+    this.worker = new Worker(new URL('./fold-worker.mjs', import.meta.url), {
+      workerData: { cfg, clientId: `${cfg.namespace}-audit-fold` },
+      // As the audit command's own heap (node-flags.ts): a young generation of three 64 MiB semi-spaces.
+      resourceLimits: { maxYoungGenerationSizeMb: 192 },
+    });
+    this.failed = new Promise((_, reject) => {
+      this.worker.on('error', reject);
+      this.worker.on('exit', (code) => reject(new AuditFailure(`a fold worker exited (code ${code}) before it finished`)));
+    });
+    this.failed.catch(() => {}); // surfaces in fold()
+  }
+
+  fold(ranges: PartitionRange[], onProgress: (n: number) => void): Promise<FoldOutcome> {
+    const outcome = new Promise<FoldOutcome>((resolve) => {
+      this.worker.on('message', (m: { progress?: number; outcome?: FoldOutcome }) => {
+        if (m.progress) onProgress(m.progress);
+        if (m.outcome) resolve(m.outcome);
+      });
+    });
+    this.worker.postMessage({ ranges });
+    return Promise.race([outcome, this.failed]);
+  }
+
+  terminate(): void {
+    void this.worker.terminate();
+  }
+}
+
+/** The whole log folded again in one piece (only to name what a digest found). */
+async function refoldLedger(deps: AuditDeps, ranges: readonly PartitionRange[]): Promise<MemoryLedger> {
+  const mem = new MemoryLedger();
+  await replayRanges(deps.kafka, deps.codec, ranges, (batch) => void batch.forEach(({ event }) => mem.apply(event)));
+  return mem;
 }
 
 /** Reads the log again and returns the folded events whose ids fall in the given buckets (to name what a digest found). */
@@ -243,38 +367,26 @@ async function waitForProjection(pool: pg.Pool, projector: string, ranges: reado
   }
 }
 
-function anomalyDifference(a: Anomaly, event: LedgerEvent): Difference {
-  const who = whoOf(event);
-  if (a.kind === 'token_credited_twice') {
-    return {
-      kind: 'token_credited_twice', ...who, tokenId: a.tokenId, events: [a.tokenId, a.eventId], expected: 1, actual: 2, repair: null,
-      message: `token ${a.tokenId} was credited again by ${a.eventId}; the ledger refused the second credit`,
-    };
-  }
-  return {
-    kind: 'rejected_event', ...who, events: [a.eventId], expected: 'applied', actual: a.kind, repair: null,
-    message: `the ledger refused ${event.type} ${a.eventId}: ${a.kind} ${JSON.stringify(a)}`,
-  };
-}
-
 /** An activity budget below zero at the end of the range: more was issued than funded. */
-async function overIssues(mem: MemoryLedger, rangeCheck: ProjectionCheck | null): Promise<Difference[]> {
-  const budgets = [...mem.balances.keys()].filter((a) => parseAccount(a).kind === 'activity');
+async function overIssues(
+  balances: FoldView['balances'], allTokens: () => Promise<TokenRecord[]>, rangeCheck: ProjectionCheck | null,
+): Promise<Difference[]> {
+  const budgets = [...balances.keys()].filter((a) => parseAccount(a).kind === 'activity');
   const opening = rangeCheck ? await rangeCheck.sumsBefore(budgets) : new Map<string, number>();
   const out: Difference[] = [];
   // I2, the ledger's own rule for which accounts may not go negative.
-  const closing = budgets.map((acct): [string, Currency, number] => [acct, mem.balances.get(acct)!.currency, (opening.get(acct) ?? 0) + mem.balance(acct)]);
+  const closing = budgets.map((acct): [string, Currency, number] => [acct, balances.get(acct)!.currency, (opening.get(acct) ?? 0) + balances.get(acct)!.balance]);
   for (const { account: acct, balance } of negativeBalances(closing)) {
     const activityId = parseAccount(acct).ownerId!;
     // Name the latest grants that together make up the excess (on equal times, the later in the log).
-    const grants = [...mem.tokens.values()].reverse().filter((t) => t.activityId === activityId).sort((a, b) => b.issuedAt - a.issuedAt);
+    const grants = [...(await allTokens())].reverse().filter((t) => t.activityId === activityId).sort((a, b) => b.issuedAt - a.issuedAt);
     const involved: string[] = [];
     for (let excess = -balance, i = 0; excess > 0 && i < grants.length; i++) {
       involved.push(grants[i]!.tokenId);
       excess -= grants[i]!.amount;
     }
     out.push({
-      kind: 'budget_over_issue', activityId, account: acct, currency: mem.balances.get(acct)!.currency, expected: '>= 0', actual: balance,
+      kind: 'budget_over_issue', activityId, account: acct, currency: balances.get(acct)!.currency, expected: '>= 0', actual: balance,
       events: involved, repair: null,
       message: `activity ${activityId} issued ${-balance} more than it was funded; the latest grants making up the excess are listed`,
     });
@@ -299,7 +411,7 @@ function neverCredited(tokens: readonly TokenRecord[], issuedBefore: number): Di
  * Claims and credits outside the fold (before or after the range) are looked up in the
  * projection. Overdue work is judged as for tokens: at audit time, and only if still open.
  */
-async function packetDifferences(mem: MemoryLedger, check: ProjectionCheck, startedAt: number, graceMs: number): Promise<Difference[]> {
+async function packetDifferences(mem: FoldView, check: ProjectionCheck, startedAt: number, graceMs: number): Promise<Difference[]> {
   const key = (p: string, u: string) => `${p}/${u}`;
   const claims = new Map([...mem.packetClaims.values()].map((c) => [key(c.packetId, c.userId), c]));
   const pairs = [...new Map([...claims.values(), ...mem.packetCredits.values()].map((x) => [key(x.packetId, x.userId), x])).values()];

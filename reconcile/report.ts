@@ -13,7 +13,7 @@ export function summaryText(r: AuditReport, repairs?: { emitted: number; skipped
   lines.push(`  range       ${r.range.from ?? 'beginning of the log'} → ${r.range.to}`);
   lines.push(`  events      ${r.events.toLocaleString('en')} read, ${r.duplicates} duplicate deliveries, ${r.undecodable} undecodable (dead-lettered)`);
   if (r.couponEventsBeforeGrant > 0) lines.push(`  coupons     ${r.couponEventsBeforeGrant} coupon events of packs granted before the range not folded (no money; a whole-log audit folds them)`);
-  lines.push(`  compared    projection; ${r.checked.provider ? `${r.checked.providerPayments} provider payments` : 'provider NOT compared (no provider configured)'}; ${r.checked.tokens} tokens, ${r.checked.withdrawals} withdrawals`);
+  lines.push(`  compared    projection; ${r.checked.provider ? `${r.checked.providerPayments} provider payments` : 'provider NOT compared (no provider configured)'}; ${r.checked.tokens} tokens, ${r.checked.withdrawals} withdrawals; folded in ${r.checked.threads} thread(s)`);
   const flows = Object.entries(r.flows).sort(([a], [b]) => (a < b ? -1 : 1));
   if (flows.length) {
     lines.push('  money moved (count, amount in yuan):');

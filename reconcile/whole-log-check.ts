@@ -1,49 +1,25 @@
 import type pg from 'pg';
-import type { MemoryLedger, Posting } from '../domain/ledger.ts';
+import type { TokenRecord } from '../domain/ledger.ts';
 import type { Difference } from './differences.ts';
 import {
-  BOUNDS, boundsParams, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, postingRow, tokenRow, tokenState,
-  withdrawalRow, withdrawalState, type FoldedEvent, type ProjectionCheck,
+  BOUNDS, boundsParams, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, type FoldedEvent, type ProjectionCheck,
 } from './projection-check.ts';
 import { MOD, rowHash, sqlRowHash } from './row-hash.ts';
+import { BUCKETS, Digest, idBucket } from './digest.ts';
+import type { MergedFold } from './log-fold.ts';
 
 /**
  * The projection comparison of a whole-log audit. Fetching the projection's rows event by
  * event would make Postgres the bottleneck of the audit, so instead each table is digested
  * whole, in 256 buckets by id prefix (accounts: by their row hash), by one scan
  * that runs in Postgres while the audit reads the log, and the fold digests the same rows as
- * it goes. Only a bucket whose digests differ is compared row by row; for events and their
+ * it goes (log-fold.ts). Only a bucket whose digests differ is compared row by row; for events and their
  * postings, which the fold does not keep, that means reading the log a second time (audits
  * that find nothing never do).
  *
  * Rows the projection has for events after the audited range (a live system) also make a
  * bucket differ; the row-by-row comparison recognises and skips them.
  */
-const BUCKETS = 256;
-
-class Digest {
-  readonly n = new Array<number>(BUCKETS).fill(0);
-  readonly sum = new Array<number>(BUCKETS).fill(0);
-
-  add(bucket: number, row: string): void {
-    this.n[bucket]!++;
-    this.sum[bucket] = (this.sum[bucket]! + rowHash(row)) % MOD;
-  }
-
-  /** Buckets where the other side (Postgres's rows: bucket, n, sum) differs. */
-  differing(other: { b: string; n: number; s: string }[]): Set<number> {
-    const theirs = new Map(other.map((r) => [parseInt(r.b, 16), r]));
-    const out = new Set<number>();
-    for (let b = 0; b < BUCKETS; b++) {
-      const t = theirs.get(b);
-      if ((t?.n ?? 0) !== this.n[b] || Number(t?.s ?? 0) !== this.sum[b]) out.add(b);
-    }
-    return out;
-  }
-}
-
-/** The bucket of an id-keyed row: the id's first byte. */
-export const idBucket = (id: string) => parseInt(id.slice(0, 2), 16);
 const accountBucket = (account: string) => rowHash(account) % BUCKETS;
 const bucketSql = (col: string) => `left(${col}::text, 2)`;
 /** The uuid range of a bucket, for index range scans. */
@@ -69,8 +45,6 @@ interface Snapshot {
 }
 
 export class WholeLogCheck {
-  private readonly events = new Digest();
-  private readonly postings = new Digest();
   private readonly snapshot: Promise<Snapshot>;
 
   /**
@@ -105,57 +79,50 @@ export class WholeLogCheck {
     }
   }
 
-  /** The fold applied an event (its first occurrence), with these postings. */
-  add(eventId: string, postings: readonly Posting[]): void {
-    const b = idBucket(eventId);
-    this.events.add(b, eventId);
-    for (let leg = 0; leg < postings.length; leg++) this.postings.add(b, postingRow(eventId, leg, postings[leg]!));
-  }
-
   /**
    * Compares with the projection. `reread` reads the log again and returns the folded events
    * whose ids fall in the given buckets.
    */
-  async finish(mem: MemoryLedger, reread: (buckets: Set<number>) => Promise<FoldedEvent[]>): Promise<Difference[]> {
+  async finish(
+    fold: MergedFold, allTokens: () => Promise<TokenRecord[]>, reread: (buckets: Set<number>) => Promise<FoldedEvent[]>,
+  ): Promise<Difference[]> {
     const { digests: projected, totals, later } = await this.snapshot;
     const out: Difference[] = [];
     // Events projected after the range are expected in the projection's digests: add them to ours.
+    const events = new Digest(fold.digests.events);
+    const postings = new Digest(fold.digests.postings);
     const laterIds = new Set<string>();
     for (const r of later) {
-      if (!laterIds.has(r.id)) this.events.add(idBucket(r.id), r.id);
+      if (!laterIds.has(r.id)) events.add(idBucket(r.id), r.id);
       laterIds.add(r.id);
-      if (r.row) this.postings.add(idBucket(r.id), r.row);
+      if (r.row) postings.add(idBucket(r.id), r.row);
     }
 
-    const eventBuckets = new Set([...this.events.differing(projected.events), ...this.postings.differing(projected.postings)]);
+    const eventBuckets = new Set([...events.differing(projected.events), ...postings.differing(projected.postings)]);
     if (eventBuckets.size > 0) {
-      const events = await reread(eventBuckets);
-      out.push(...(await this.check.eventDetail(events)));
-      out.push(...(await this.extraEvents(eventBuckets, mem.applied)));
+      out.push(...(await this.check.eventDetail(await reread(eventBuckets))));
+      out.push(...(await this.extraEvents(eventBuckets, fold.applied)));
     }
 
-    const tokens = new Digest();
-    for (const t of mem.tokens.values()) tokens.add(idBucket(t.tokenId), `${tokenRow(t)}#${tokenState(t)}`);
-    const tokenBuckets = tokens.differing(projected.tokens);
+    const tokenBuckets = fold.digests.tokens.differing(projected.tokens);
     if (tokenBuckets.size > 0) {
-      const mine = [...mem.tokens.values()].filter((t) => tokenBuckets.has(idBucket(t.tokenId)));
+      const all = await allTokens();
+      const mine = all.filter((t) => tokenBuckets.has(idBucket(t.tokenId)));
       out.push(...(await this.check.tokenDetail(mine)), ...(await this.check.states(mine, [])));
-      out.push(...(await this.extraRecords('token', 'tokens', 'token_id', tokenBuckets, mem.tokens)));
+      out.push(...(await this.extraRecords('token', 'tokens', 'token_id', tokenBuckets, new Set(all.map((t) => t.tokenId)))));
     }
 
-    const withdrawals = new Digest();
-    for (const w of mem.withdrawals.values()) withdrawals.add(idBucket(w.withdrawalId), `${withdrawalRow(w)}#${withdrawalState(w)}`);
-    const withdrawalBuckets = withdrawals.differing(projected.withdrawals);
+    const withdrawalBuckets = fold.digests.withdrawals.differing(projected.withdrawals);
     if (withdrawalBuckets.size > 0) {
-      const mine = [...mem.withdrawals.values()].filter((w) => withdrawalBuckets.has(idBucket(w.withdrawalId)));
+      const mine = [...fold.withdrawals.values()].filter((w) => withdrawalBuckets.has(idBucket(w.withdrawalId)));
       out.push(...(await this.check.withdrawalDetail(mine)), ...(await this.check.states([], mine)));
-      out.push(...(await this.extraRecords('withdrawal', 'withdrawals', 'withdrawal_id', withdrawalBuckets, mem.withdrawals)));
+      out.push(...(await this.extraRecords('withdrawal', 'withdrawals', 'withdrawal_id', withdrawalBuckets, fold.withdrawals)));
     }
 
     const balances = new Digest();
-    for (const [account, b] of mem.balances) balances.add(accountBucket(account), `${account}|${b.balance}`);
+    for (const [account, b] of fold.balances) balances.add(accountBucket(account), `${account}|${b.balance}`);
     const balanceBuckets = balances.differing(projected.balances);
-    if (balanceBuckets.size > 0) out.push(...(await this.check.balances(mem.balances, (a) => balanceBuckets.has(accountBucket(a)))));
+    if (balanceBuckets.size > 0) out.push(...(await this.check.balances(fold.balances, (a) => balanceBuckets.has(accountBucket(a)))));
 
     out.push(...imbalances(totals, later));
     return out;
@@ -176,7 +143,7 @@ export class WholeLogCheck {
     return out;
   }
 
-  private async extraRecords(what: string, table: string, idCol: string, buckets: Set<number>, known: ReadonlyMap<string, unknown>): Promise<Difference[]> {
+  private async extraRecords(what: string, table: string, idCol: string, buckets: Set<number>, known: { has(id: string): boolean }): Promise<Difference[]> {
     const out: Difference[] = [];
     for (const b of buckets) {
       const { rows } = await this.pool.query<{ id: string }>(`select ${idCol}::text as id from ${table} where ${idCol} between $1 and $2`, uuidRange(b));

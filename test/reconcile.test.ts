@@ -12,6 +12,8 @@ import { repair } from '../reconcile/repair.ts';
 import { checkInvariants } from '../projections/invariants.ts';
 import { startTestLedger, type TestLedger } from './helpers/ledger.ts';
 import { audit, ofKind } from './helpers/audit.ts';
+import type { AuditReport } from '../reconcile/audit.ts';
+import { fundingEventIdFor } from '../domain/grants.ts';
 
 async function grant(l: TestLedger, activityId: string, userId: string, orderNo: string, amount: number) {
   const g = await l.signed('POST', '/v1/grants', { activityId, sceneId: 's', orderNo, userId, amount, currency: 'CNY' });
@@ -24,6 +26,9 @@ async function withdraw(l: TestLedger, userId: string, amount: number, key = `k-
   if (w.statusCode !== 201) throw new Error(`withdrawal failed: ${JSON.stringify(w.json)}`);
   return w.json.withdrawalId as string;
 }
+
+/** A report without what differs from run to run. */
+const comparable = (r: AuditReport) => ({ ...r, runId: null, startedAt: null, finishedAt: null, range: null, partitions: null, checked: { ...r.checked, threads: null } });
 
 const settled = (l: TestLedger, n: number) => l.waitFor(`${n} settled payouts`, async () =>
   (await l.rt.pool.query(`select count(*)::int as n from withdrawals where status = 'settled'`)).rows[0].n >= n);
@@ -47,6 +52,7 @@ t.test('a clean ledger gives a clean report; each injected difference is found w
   t.equal(clean.events - clean.duplicates, 31, 'every event of the log was folded');
   t.match(clean.flows, { BudgetFunded: { count: 1, amount: 100_000 }, TokenIssued: { count: 10 }, PayoutSettled: { count: 5, amount: 3_500 } });
   t.equal(clean.checked.providerPayments, 5);
+  t.equal(clean.checked.threads, 2, 'the whole log was folded in two threads');
 
   // Now break things, one of each kind.
   const psp = l.provider!.records.pool;
@@ -91,6 +97,8 @@ t.test('a clean ledger gives a clean report; each injected difference is found w
   const latest = (await db.query(`select token_id from tokens where order_no = 'o-rf-over-5'`)).rows[0].token_id;
   t.same(overIssue[0]!.events, [latest], 'names the latest grant, which alone makes up the excess');
   t.match(ofKind(r, 'token_credited_twice'), [{ tokenId: twice.token_id, userId: 'ra' }]);
+  t.equal(r.checked.threads, 1, 'an event the rules refused makes the audit fold the log in one piece');
+  t.same(comparable(await audit(l, { workers: 1 })), comparable(r), 'the same report as an audit folding in one thread');
 
   // The command: same findings, exit code 1, files finance can keep.
   const out = mkdtempSync(join(tmpdir(), 'audit-'));
@@ -183,6 +191,46 @@ t.test('repair emits one compensation per repairable difference; after it the au
   t.equal(second.skipped, 4, 'every compensation is already in the ledger');
   t.equal(await offsets(), endsBefore, 'the wallet topic did not grow');
   await admin.disconnect();
+});
+
+t.test('folded in threads, the whole log gives the report of one fold: drift found by digests, and an event id on several partitions', async (t) => {
+  const l = await startTestLedger(t, { crediting: true, payouts: true });
+  const act = await l.activity({ budget: 100_000 });
+  const users = ['pa', 'pb', 'pc', 'pd', 'pe', 'pf', 'pg', 'ph'];
+  for (const [i, u] of users.entries()) await grant(l, act, u, `o-${u}`, 100 + i);
+  await withdraw(l, 'pa', 50, 'k-pa-fifty');
+  await settled(l, 1);
+  const db = l.rt.pool;
+  const dropped = (await db.query(`select token_id from tokens where user_id = 'pb'`)).rows[0].token_id;
+  await db.query('delete from tokens where token_id = $1', [dropped]);
+  const tampered = (await db.query(`select token_id from tokens where user_id = 'pc'`)).rows[0].token_id;
+  await db.query('update postings set amount = amount + 1 where event_id = $1 and leg = 1', [tampered]);
+  await db.query('update account_balances set balance = balance + 5 where account = $1', [account.user('pd', 'available')]);
+
+  const threaded = await audit(l);
+  t.equal(threaded.checked.threads, 2, 'no refused event: the parts were merged');
+  t.ok(ofKind(threaded, 'projection_drift').some((d) => d.tokenId === dropped && d.actual === 'missing'), 'the dropped token row');
+  t.ok(ofKind(threaded, 'projection_drift').some((d) => d.events.includes(tampered)), 'the tampered posting');
+  t.ok(ofKind(threaded, 'projection_drift').some((d) => d.account === account.user('pd', 'available')), 'the tampered balance');
+  t.same(comparable(threaded), comparable(await audit(l, { workers: 1 })), 'the same report as one fold');
+
+  // The same funding event, copied onto every partition: a fold of the whole log applies it once.
+  const funding = { eventId: fundingEventIdFor(act, 'copied'), occurredAt: Date.now(), activityId: act, traceId: 't', fundingId: 'copied', amount: 7, currency: 'CNY' as const, fundedBy: 'test' };
+  await l.rt.publisher.publish('BudgetFunded', funding);
+  const producer = l.rt.kafka.producer();
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  for (const topic of [l.rt.topics.budget, l.rt.topics.wallet]) {
+    const value = await l.rt.codec.encode(topic, 'BudgetFunded', funding);
+    for (let partition = 0; partition < l.rt.cfg.partitions; partition++) await producer.send({ topic, acks: -1, messages: [{ key: act, value, partition }] });
+  }
+  const copies = 2 * l.rt.cfg.partitions;
+  // The audit waits for the projection to reach the log's end, copies included.
+  const again = await audit(l);
+  t.equal(again.checked.threads, 1, 'the parts shared an event id: folded in one piece');
+  t.equal(again.duplicates, copies, `every copy of the funding but its first is a duplicate (${copies})`);
+  t.same(comparable(again), comparable(await audit(l, { workers: 1 })), 'the same report as one fold');
+  t.same(ofKind(again, 'budget_over_issue'), [], 'funded once');
 });
 
 t.test('a time-range audit covers exactly its range', async (t) => {

@@ -44,4 +44,12 @@ t.test('IdSet behaves as a Set of strings', async (t) => {
   t.equal(big.size, 50_000);
   t.ok(ids.every((x) => big.has(x) && !big.add(x)), 'every id found, none added twice');
   t.notOk(big.has('00000000-0000-0000-0001-000000000000'), 'an id never added is absent');
+  const copy = IdSet.fromData(structuredClone(big.toData()));
+  t.ok(ids.every((x) => copy.has(x)) && copy.size === big.size, 'passed as data to another thread, it holds the same ids');
+  const other = new IdSet();
+  other.add('not-a-uuid');
+  other.add('00000000-0000-0000-0001-000000000000');
+  t.notOk(big.intersects(other) || other.intersects(big), 'disjoint sets do not intersect');
+  other.add(ids[31_337]!);
+  t.ok(big.intersects(other) && other.intersects(big), 'one shared id is found from either side');
 });

@@ -1,0 +1,175 @@
+import type { Kafka } from 'kafkajs';
+import { MemoryLedger, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import type { Currency } from '../domain/money.ts';
+import type { LedgerEvent } from '../domain/events.ts';
+import type { WithdrawalRecord } from '../domain/withdrawals.ts';
+import type { PacketClaimRecord, PacketCreditRecord, PacketRecord } from '../domain/packets.ts';
+import { IdSet, type IdSetData } from '../domain/id-set.ts';
+import type { EventCodec } from '../schemas/codec.ts';
+import type { Difference } from './differences.ts';
+import { Digest, idBucket, type DigestData } from './digest.ts';
+import { postingRow, tokenRow, tokenState, whoOf, withdrawalRow, withdrawalState } from './projection-check.ts';
+import { replayRanges, type PartitionRange } from './replay.ts';
+
+/**
+ * The fold of a whole-log audit, over some of the log's partitions: the ledger's own rules
+ * (MemoryLedger) applied to every event, reduced to what the audit compares. Every rule of
+ * the fold reads state of one partition only (a user's events are on the user's partition,
+ * a packet's on its sender's), and everything else adds up, so a log's partitions can be
+ * folded apart, in parallel (fold-worker.ts), and the outcomes merged (mergeFolds).
+ */
+export interface Flow {
+  count: number;
+  amount: number;
+}
+
+/** Plain data: it crosses from a worker thread to the audit. */
+export interface FoldOutcome {
+  events: number;
+  undecodable: number;
+  duplicates: number;
+  flows: Record<string, Flow>;
+  digests: Record<'events' | 'postings' | 'tokens' | 'withdrawals', DigestData>;
+  balances: [string, { currency: Currency; balance: number }][];
+  /** Only pending tokens cross (the overdue check); the rest are in the token digest. */
+  pendingTokens: TokenRecord[];
+  tokenCount: number;
+  withdrawals: WithdrawalRecord[];
+  packets: PacketRecord[];
+  packetClaims: [string, PacketClaimRecord][];
+  packetCredits: [string, PacketCreditRecord][];
+  applied: IdSetData;
+  differences: Difference[];
+}
+
+export function anomalyDifference(a: Anomaly, event: LedgerEvent): Difference {
+  const who = whoOf(event);
+  if (a.kind === 'token_credited_twice') {
+    return {
+      kind: 'token_credited_twice', ...who, tokenId: a.tokenId, events: [a.tokenId, a.eventId], expected: 1, actual: 2, repair: null,
+      message: `token ${a.tokenId} was credited again by ${a.eventId}; the ledger refused the second credit`,
+    };
+  }
+  return {
+    kind: 'rejected_event', ...who, events: [a.eventId], expected: 'applied', actual: a.kind, repair: null,
+    message: `the ledger refused ${event.type} ${a.eventId}: ${a.kind} ${JSON.stringify(a)}`,
+  };
+}
+
+/** Money moved, by event type: counted once per applied event with postings. */
+export function countFlow(flows: Record<string, Flow>, event: LedgerEvent): void {
+  const f = (flows[event.type] ??= { count: 0, amount: 0 });
+  f.count++;
+  f.amount += 'amount' in event.data ? event.data.amount : 0;
+}
+
+export async function foldRanges(
+  kafka: Kafka, codec: EventCodec, ranges: readonly PartitionRange[], onProgress?: (events: number) => void,
+): Promise<FoldOutcome> {
+  const mem = new MemoryLedger();
+  const events = new Digest();
+  const postings = new Digest();
+  const flows: Record<string, Flow> = {};
+  const differences: Difference[] = [];
+  let duplicates = 0;
+  const read = await replayRanges(kafka, codec, ranges, (batch) => {
+    for (const { event } of batch) {
+      const fx = mem.apply(event);
+      if (!fx) {
+        duplicates++;
+        continue;
+      }
+      if (fx.postings.length > 0) countFlow(flows, event);
+      const id = event.data.eventId;
+      const b = idBucket(id);
+      events.add(b, id);
+      for (let leg = 0; leg < fx.postings.length; leg++) postings.add(b, postingRow(id, leg, fx.postings[leg]!));
+      for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
+    }
+    onProgress?.(batch.length);
+  });
+  const tokens = new Digest();
+  const pendingTokens: TokenRecord[] = [];
+  for (const t of mem.tokens.values()) {
+    tokens.add(idBucket(t.tokenId), `${tokenRow(t)}#${tokenState(t)}`);
+    if (t.status === 'pending') pendingTokens.push(t);
+  }
+  const withdrawals = new Digest();
+  for (const w of mem.withdrawals.values()) withdrawals.add(idBucket(w.withdrawalId), `${withdrawalRow(w)}#${withdrawalState(w)}`);
+  return {
+    events: read.events, undecodable: read.undecodable, duplicates, flows,
+    digests: { events: events.toData(), postings: postings.toData(), tokens: tokens.toData(), withdrawals: withdrawals.toData() },
+    balances: [...mem.balances], pendingTokens, tokenCount: mem.tokens.size, withdrawals: [...mem.withdrawals.values()],
+    packets: [...mem.packets.values()], packetClaims: [...mem.packetClaims], packetCredits: [...mem.packetCredits],
+    applied: mem.applied.toData(), differences,
+  };
+}
+
+/** The folds of a log's partitions, merged: what one fold of the whole log would have given. */
+export interface MergedFold {
+  events: number;
+  undecodable: number;
+  duplicates: number;
+  flows: Record<string, Flow>;
+  digests: Record<'events' | 'postings' | 'tokens' | 'withdrawals', Digest>;
+  balances: Map<string, { currency: Currency; balance: number }>;
+  pendingTokens: TokenRecord[];
+  tokenCount: number;
+  withdrawals: Map<string, WithdrawalRecord>;
+  packets: Map<string, PacketRecord>;
+  packetClaims: Map<string, PacketClaimRecord>;
+  packetCredits: Map<string, PacketCreditRecord>;
+  applied: { has(id: string): boolean };
+  differences: Difference[];
+}
+
+/**
+ * Merges the folds of disjoint sets of partitions. Returns null when an event id was folded
+ * in two of them: each fold applied it once, where one fold of the whole log applies it once
+ * in all; the audit then folds the whole log in one piece.
+ */
+export function mergeFolds(outcomes: readonly FoldOutcome[]): MergedFold | null {
+  const applied = outcomes.map((o) => IdSet.fromData(o.applied));
+  for (let i = 0; i < applied.length; i++) for (let j = i + 1; j < applied.length; j++) if (applied[i]!.intersects(applied[j]!)) return null;
+  const merged: MergedFold = {
+    events: 0, undecodable: 0, duplicates: 0, flows: {},
+    digests: { events: new Digest(), postings: new Digest(), tokens: new Digest(), withdrawals: new Digest() },
+    balances: new Map(), pendingTokens: [], tokenCount: 0, withdrawals: new Map(), packets: new Map(), packetClaims: new Map(), packetCredits: new Map(),
+    applied: { has: (id) => applied.some((s) => s.has(id)) }, differences: [],
+  };
+  for (const o of outcomes) {
+    merged.events += o.events;
+    merged.undecodable += o.undecodable;
+    merged.duplicates += o.duplicates;
+    for (const [type, f] of Object.entries(o.flows)) {
+      const m = (merged.flows[type] ??= { count: 0, amount: 0 });
+      m.count += f.count;
+      m.amount += f.amount;
+    }
+    for (const k of ['events', 'postings', 'tokens', 'withdrawals'] as const) merged.digests[k].merge(o.digests[k]);
+    for (const [account, b] of o.balances) {
+      const cur = merged.balances.get(account);
+      if (cur) cur.balance += b.balance;
+      else merged.balances.set(account, { ...b });
+    }
+    merged.pendingTokens.push(...o.pendingTokens);
+    merged.tokenCount += o.tokenCount;
+    for (const w of o.withdrawals) merged.withdrawals.set(w.withdrawalId, w);
+    for (const p of o.packets) merged.packets.set(p.packetId, p);
+    for (const [k, c] of o.packetClaims) merged.packetClaims.set(k, c);
+    for (const [k, c] of o.packetCredits) merged.packetCredits.set(k, c);
+    merged.differences.push(...o.differences);
+  }
+  return merged;
+}
+
+/** Splits ranges into at most `n` groups of about equal size (by events), keeping each partition whole. */
+export function splitRanges(ranges: readonly PartitionRange[], n: number): PartitionRange[][] {
+  const groups = Array.from({ length: Math.max(1, n) }, () => ({ size: 0, ranges: [] as PartitionRange[] }));
+  for (const r of [...ranges].filter((x) => x.end > x.start).sort((a, b) => (b.end - b.start) - (a.end - a.start))) {
+    const g = groups.reduce((min, x) => (x.size < min.size ? x : min));
+    g.ranges.push(r);
+    g.size += r.end - r.start;
+  }
+  return groups.filter((g) => g.ranges.length > 0).map((g) => g.ranges);
+}
