@@ -4,6 +4,8 @@ import { projectorName } from '../projections/ledger-projector.ts';
 import { ContinuousReconciler } from '../reconcile/continuous.ts';
 import { ProviderStatement } from '../reconcile/provider-statement.ts';
 import { startTestLedger } from './helpers/ledger.ts';
+import { replayTopics } from '../reconcile/replay.ts';
+import type { LedgerEvent } from '../domain/events.ts';
 
 t.test('the continuous reconciler checks the log in consecutive windows, keeps periodic reports and exports its lag and findings', async (t) => {
   const l = await startTestLedger(t, { crediting: true, payouts: true });
@@ -35,8 +37,15 @@ t.test('the continuous reconciler checks the log in consecutive windows, keeps p
   t.equal(w.statusCode, 201);
   await l.waitFor('settled', async () => (await db.query(`select 1 from withdrawals where status = 'settled'`)).rows.length === 1);
   const lastEventAt = Date.now();
-  // 1 funding + 6 grants + 6 credits (some forced) + withdrawal + settlement.
-  const total = 15;
+  // 1 funding + 6 grants + 6 credits + withdrawal + settlement, and a second copy of a credit
+  // when the withdrawal forced one the crediting processor was also writing (the ledger
+  // applies it once): the windows must read every message of the log once.
+  const log: LedgerEvent[] = [];
+  await replayTopics(l.rt.kafka, l.rt.codec, [l.rt.topics.budget, l.rt.topics.wallet], (e) => void log.push(e.event));
+  const total = log.length;
+  const copies = log.filter((e, i) => log.findIndex((x) => x.data.eventId === e.data.eventId) !== i);
+  t.equal(total - copies.length, 15, 'fifteen distinct events');
+  t.ok(copies.every((e) => e.type === 'TokenCredited'), `any second copy is a credit (${copies.length})`);
 
   await l.waitFor('windows past the last event', async () =>
     (await db.query(`select max(range_to) as to from reconcile_runs where kind = 'continuous'`)).rows[0].to?.getTime() > lastEventAt + 300, 20_000);
