@@ -231,6 +231,10 @@ t.test('folded in threads, the whole log gives the report of one fold: drift fou
   t.equal(again.duplicates, copies, `every copy of the funding but its first is a duplicate (${copies})`);
   t.same(comparable(again), comparable(await audit(l, { workers: 1 })), 'the same report as one fold');
   t.same(ofKind(again, 'budget_over_issue'), [], 'funded once');
+
+  // A worker that cannot do its part (here: no schema registry) fails the audit; it does not
+  // report the part it could not read as clean.
+  await t.rejects(audit(l, { workerCfg: { schemaRegistryUrl: 'http://127.0.0.1:9' } }), /ECONNREFUSED|fetch failed|connect/i, 'the audit itself failed (exit 2)');
 });
 
 t.test('a time-range audit covers exactly its range', async (t) => {
