@@ -9,7 +9,7 @@ import { parseAccount } from '../domain/accounts.ts';
 import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
-import { claimEventIdFor, shareCreditEventIdFor, unclaimedOf, type PacketClaimRecord, type PacketCreditRecord, type PacketRecord } from '../domain/packets.ts';
+import { claimEventIdFor, shareCreditEventIdFor, unclaimedOf } from '../domain/packets.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { Config, Topics } from '../infra/config.ts';
 import { countByKind, type Difference } from './differences.ts';
@@ -17,7 +17,7 @@ import { matchPayouts, type ProviderPayment } from './payout-match.ts';
 import { ProjectionCheck, type Chunk, type FoldedEvent } from './projection-check.ts';
 import { WholeLogCheck } from './whole-log-check.ts';
 import { idBucket } from './digest.ts';
-import { anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type Flow } from './log-fold.ts';
+import { anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow } from './log-fold.ts';
 import { OpeningState } from './opening-state.ts';
 import { positionKey, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
@@ -88,19 +88,6 @@ export interface AuditReport {
 }
 
 const MIN = 60_000;
-
-/**
- * What the checks after the fold read of it: a MemoryLedger (a range audit's fold) or the
- * merged folds of a whole-log audit's partitions.
- */
-interface FoldView {
-  balances: ReadonlyMap<string, { currency: Currency; balance: number }>;
-  withdrawals: ReadonlyMap<string, WithdrawalRecord>;
-  packets: ReadonlyMap<string, PacketRecord>;
-  packetClaims: ReadonlyMap<string, PacketClaimRecord>;
-  packetCredits: ReadonlyMap<string, PacketCreditRecord>;
-  applied: { has(id: string): boolean };
-}
 
 /** The fold of the audited events, and the differences found while folding and comparing it. */
 interface Folded {

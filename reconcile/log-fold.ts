@@ -105,22 +105,23 @@ export async function foldRanges(
   };
 }
 
+/**
+ * What the audit's checks after the fold read of it: a MemoryLedger (a range audit's fold)
+ * or the merged folds of a whole log's partitions.
+ */
+export interface FoldView {
+  balances: ReadonlyMap<string, { currency: Currency; balance: number }>;
+  withdrawals: ReadonlyMap<string, WithdrawalRecord>;
+  packets: ReadonlyMap<string, PacketRecord>;
+  packetClaims: ReadonlyMap<string, PacketClaimRecord>;
+  packetCredits: ReadonlyMap<string, PacketCreditRecord>;
+  applied: { has(id: string): boolean };
+}
+
 /** The folds of a log's partitions, merged: what one fold of the whole log would have given. */
-export interface MergedFold {
-  events: number;
-  undecodable: number;
-  duplicates: number;
-  flows: Record<string, Flow>;
+export interface MergedFold extends FoldView, Pick<FoldOutcome, 'events' | 'undecodable' | 'duplicates' | 'flows' | 'pendingTokens' | 'tokenCount' | 'differences'> {
   digests: Record<'events' | 'postings' | 'tokens' | 'withdrawals', Digest>;
   balances: Map<string, { currency: Currency; balance: number }>;
-  pendingTokens: TokenRecord[];
-  tokenCount: number;
-  withdrawals: Map<string, WithdrawalRecord>;
-  packets: Map<string, PacketRecord>;
-  packetClaims: Map<string, PacketClaimRecord>;
-  packetCredits: Map<string, PacketCreditRecord>;
-  applied: { has(id: string): boolean };
-  differences: Difference[];
 }
 
 /**
@@ -131,10 +132,14 @@ export interface MergedFold {
 export function mergeFolds(outcomes: readonly FoldOutcome[]): MergedFold | null {
   const applied = outcomes.map((o) => IdSet.fromData(o.applied));
   for (let i = 0; i < applied.length; i++) for (let j = i + 1; j < applied.length; j++) if (applied[i]!.intersects(applied[j]!)) return null;
+  const withdrawals = new Map<string, WithdrawalRecord>();
+  const packets = new Map<string, PacketRecord>();
+  const packetClaims = new Map<string, PacketClaimRecord>();
+  const packetCredits = new Map<string, PacketCreditRecord>();
   const merged: MergedFold = {
     events: 0, undecodable: 0, duplicates: 0, flows: {},
     digests: { events: new Digest(), postings: new Digest(), tokens: new Digest(), withdrawals: new Digest() },
-    balances: new Map(), pendingTokens: [], tokenCount: 0, withdrawals: new Map(), packets: new Map(), packetClaims: new Map(), packetCredits: new Map(),
+    balances: new Map(), pendingTokens: [], tokenCount: 0, withdrawals, packets, packetClaims, packetCredits,
     applied: { has: (id) => applied.some((s) => s.has(id)) }, differences: [],
   };
   for (const o of outcomes) {
@@ -154,10 +159,10 @@ export function mergeFolds(outcomes: readonly FoldOutcome[]): MergedFold | null 
     }
     merged.pendingTokens.push(...o.pendingTokens);
     merged.tokenCount += o.tokenCount;
-    for (const w of o.withdrawals) merged.withdrawals.set(w.withdrawalId, w);
-    for (const p of o.packets) merged.packets.set(p.packetId, p);
-    for (const [k, c] of o.packetClaims) merged.packetClaims.set(k, c);
-    for (const [k, c] of o.packetCredits) merged.packetCredits.set(k, c);
+    for (const w of o.withdrawals) withdrawals.set(w.withdrawalId, w);
+    for (const p of o.packets) packets.set(p.packetId, p);
+    for (const [k, c] of o.packetClaims) packetClaims.set(k, c);
+    for (const [k, c] of o.packetCredits) packetCredits.set(k, c);
     merged.differences.push(...o.differences);
   }
   return merged;
