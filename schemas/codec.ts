@@ -90,11 +90,15 @@ export class EventCodec {
    * messages synchronously, instead of two promise round trips per message.
    */
   async prepare(values: readonly (Buffer | null)[]): Promise<void> {
+    // Each id is asked at most once per call: a batch full of messages under an unknown id
+    // costs one registry request, not one per message.
+    const asked = new Set<number>();
     for (const value of values) {
       if (!value || value.length < 6 || value[0] !== 0) continue;
       const id = value.readUInt32BE(1);
       const known = this.readers.get(id);
-      if (known && !('retry' in known)) continue;
+      if ((known && !('retry' in known)) || asked.has(id)) continue;
+      asked.add(id);
       try {
         const schema = (await this.registry.getSchema(id)) as unknown as AvroType & { name?: string };
         const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
