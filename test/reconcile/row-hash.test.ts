@@ -13,7 +13,7 @@ t.test('rowHash is the low 48 bits of Postgres hashtextextended(text, 0)', async
   t.teardown(() => client.end());
   const texts = [
     ...Array.from({ length: 40 }, (_, n) => 'x'.repeat(n)),
-    'user:u-1:available|12', '红包|用户:甲|88|CNY', '😀|\u00e9|\u0000'.replace('\u0000', '0'),
+    'user:u-1:available|12', '红包|用户:甲|88|CNY', '😀|\u00e9|0',
     ...fc.sample(fc.string({ unit: 'binary', maxLength: 120 }).filter((s) => !s.includes('\u0000')), { numRuns: 1500, seed: 20261121 }),
   ];
   const { rows } = await client.query<{ h: string }>(`select ${sqlRowHash('x')}::text as h from unnest($1::text[]) with ordinality as u(x, i) order by i`, [texts]);
