@@ -258,29 +258,34 @@ async function foldWholeLog(
   deps: AuditDeps, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number, workers: FoldWorker[],
 ): Promise<Folded> {
   const whole = new WholeLogCheck(deps.pool, check);
-  let done = 0;
-  const progress = (n: number) => {
-    done += n;
-    opts.onProgress?.(Math.min(done, total), total);
-  };
-  const [own, ...others] = splitRanges(ranges, workers.length + 1);
-  let merged = others.length > 0
-    ? mergeFolds(await Promise.all([foldRanges(deps.kafka, deps.codec, own!, progress), ...others.map((part, i) => workers[i]!.fold(part, progress))]))
-    : null;
-  if (merged && merged.differences.length > 0) merged = null;
-  const threads = merged ? others.length + 1 : 1;
-  if (!merged) {
-    done = 0;
-    merged = mergeFolds([await foldRanges(deps.kafka, deps.codec, ranges, progress)])!;
+  // The snapshot's transaction ends with the comparison, or here if the fold fails.
+  try {
+    let done = 0;
+    const progress = (n: number) => {
+      done += n;
+      opts.onProgress?.(Math.min(done, total), total);
+    };
+    const [own, ...others] = splitRanges(ranges, workers.length + 1);
+    let merged = others.length > 0
+      ? mergeFolds(await Promise.all([foldRanges(deps.kafka, deps.codec, own!, progress), ...others.map((part, i) => workers[i]!.fold(part, progress))]))
+      : null;
+    if (merged && merged.differences.length > 0) merged = null;
+    const threads = merged ? others.length + 1 : 1;
+    if (!merged) {
+      done = 0;
+      merged = mergeFolds([await foldRanges(deps.kafka, deps.codec, ranges, progress)])!;
+    }
+    const fold = merged;
+    let everyToken: Promise<TokenRecord[]> | null = null;
+    const allTokens = () => (everyToken ??= refoldLedger(deps, ranges).then((mem) => [...mem.tokens.values()]));
+    const differences = [...fold.differences, ...(await whole.finish(fold, allTokens, (buckets) => refold(deps, ranges, buckets)))];
+    return {
+      view: fold, tokens: fold.pendingTokens, tokenCount: fold.tokenCount, allTokens,
+      events: fold.events, undecodable: fold.undecodable, duplicates: fold.duplicates, couponEventsBeforeGrant: 0, flows: fold.flows, differences, threads,
+    };
+  } finally {
+    await whole.close();
   }
-  const fold = merged;
-  let everyToken: Promise<TokenRecord[]> | null = null;
-  const allTokens = () => (everyToken ??= refoldLedger(deps, ranges).then((mem) => [...mem.tokens.values()]));
-  const differences = [...fold.differences, ...(await whole.finish(fold, allTokens, (buckets) => refold(deps, ranges, buckets)))];
-  return {
-    view: fold, tokens: fold.pendingTokens, tokenCount: fold.tokenCount, allTokens,
-    events: fold.events, undecodable: fold.undecodable, duplicates: fold.duplicates, couponEventsBeforeGrant: 0, flows: fold.flows, differences, threads,
-  };
 }
 
 /** A worker thread that folds some partitions (fold-worker.ts). */

@@ -1,4 +1,4 @@
-import { MOD, rowHash } from './row-hash.ts';
+import { MOD } from './row-hash.ts';
 
 /**
  * Per-bucket count and hash sum of a table's rows, as both the audit and Postgres compute
@@ -24,9 +24,10 @@ export class Digest {
     this.sum = data ? [...data.sum] : new Array<number>(BUCKETS).fill(0);
   }
 
-  add(bucket: number, row: string): void {
+  /** One row, by its hash (row-hash.ts). */
+  add(bucket: number, hash: number): void {
     this.n[bucket]!++;
-    this.sum[bucket] = (this.sum[bucket]! + rowHash(row)) % MOD;
+    this.sum[bucket] = (this.sum[bucket]! + hash) % MOD;
   }
 
   /** Adds another digest's rows to this one. */
@@ -41,9 +42,20 @@ export class Digest {
     return { n: this.n, sum: this.sum };
   }
 
+  /** All buckets' rows: the digest of the whole table. */
+  total(): { n: number; sum: number } {
+    let n = 0;
+    let sum = 0;
+    for (let b = 0; b < BUCKETS; b++) {
+      n += this.n[b]!;
+      sum = (sum + this.sum[b]!) % MOD;
+    }
+    return { n, sum };
+  }
+
   /** Buckets where the other side (Postgres's rows: bucket, n, sum) differs. */
-  differing(other: { b: string; n: number; s: string }[]): Set<number> {
-    const theirs = new Map(other.map((r) => [parseInt(r.b, 16), r]));
+  differing(other: { b: number; n: number; s: string }[]): Set<number> {
+    const theirs = new Map(other.map((r) => [r.b, r]));
     const out = new Set<number>();
     for (let b = 0; b < BUCKETS; b++) {
       const t = theirs.get(b);

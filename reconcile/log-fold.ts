@@ -8,7 +8,8 @@ import { IdSet, type IdSetData } from '../domain/id-set.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { Difference } from './differences.ts';
 import { Digest, idBucket, type DigestData } from './digest.ts';
-import { postingRow, tokenRow, tokenState, whoOf, withdrawalRow, withdrawalState } from './projection-check.ts';
+import { whoOf } from './projection-check.ts';
+import { eventHash, postingHash, tokenHash, tokenStateHash, withdrawalHash, withdrawalStateHash } from './row-hash.ts';
 import { replayRanges, type PartitionRange } from './replay.ts';
 
 /**
@@ -82,8 +83,8 @@ export async function foldRanges(
       if (fx.postings.length > 0) countFlow(flows, event);
       const id = event.data.eventId;
       const b = idBucket(id);
-      events.add(b, id);
-      for (let leg = 0; leg < fx.postings.length; leg++) postings.add(b, postingRow(id, leg, fx.postings[leg]!));
+      events.add(b, eventHash(id));
+      for (let leg = 0; leg < fx.postings.length; leg++) postings.add(b, postingHash(id, leg, fx.postings[leg]!));
       for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
     }
     onProgress?.(batch.length);
@@ -91,11 +92,11 @@ export async function foldRanges(
   const tokens = new Digest();
   const pendingTokens: TokenRecord[] = [];
   for (const t of mem.tokens.values()) {
-    tokens.add(idBucket(t.tokenId), `${tokenRow(t)}#${tokenState(t)}`);
+    tokens.add(idBucket(t.tokenId), tokenHash(t) + tokenStateHash(t));
     if (t.status === 'pending') pendingTokens.push(t);
   }
   const withdrawals = new Digest();
-  for (const w of mem.withdrawals.values()) withdrawals.add(idBucket(w.withdrawalId), `${withdrawalRow(w)}#${withdrawalState(w)}`);
+  for (const w of mem.withdrawals.values()) withdrawals.add(idBucket(w.withdrawalId), withdrawalHash(w) + withdrawalStateHash(w));
   return {
     events: read.events, undecodable: read.undecodable, duplicates, flows,
     digests: { events: events.toData(), postings: postings.toData(), tokens: tokens.toData(), withdrawals: withdrawals.toData() },

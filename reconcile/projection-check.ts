@@ -6,39 +6,34 @@ import { creditEventIdFor } from '../domain/grants.ts';
 import { parseAccount } from '../domain/accounts.ts';
 import type { Difference } from './differences.ts';
 import { positionKey, type PartitionRange } from './replay.ts';
-import { MOD, rowHash, sqlRowHash } from './row-hash.ts';
+import {
+  MOD, POSTING_HASH, TOKEN_HASH, TOKEN_STATE_HASH, WITHDRAWAL_HASH, WITHDRAWAL_STATE_HASH, postingHash, tokenHash, tokenStateHash, withdrawalHash, withdrawalStateHash,
+} from './row-hash.ts';
 
 /**
  * Compares the fold of the log with the Postgres projection, a chunk of events at a time.
  *
  * Each chunk is compared by checksum first: Postgres hashes the rows the chunk should have
- * produced, the audit hashes what the fold produced, and only a chunk whose sums differ is
- * fetched row by row to name the difference. A clean audit therefore moves a few numbers
- * per chunk between Postgres and the audit, not the projection.
+ * produced, the audit hashes what the fold produced (row-hash.ts), and only a chunk whose
+ * sums differ is fetched row by row to name the difference. A clean audit therefore moves a
+ * few numbers per chunk between Postgres and the audit, not the projection.
  *
- * The row spellings below are the contract between the two sides: `*_ROW` (SQL) and the
- * matching `*Row` function (TypeScript) must produce the same text.
+ * The row spellings below are what a difference shows as expected and actual: `*_ROW` (SQL)
+ * and the matching `*Row` function (TypeScript) must produce the same text.
  */
 export const POSTING_ROW = `p.event_id::text || '|' || p.leg || '|' || p.account || '|' || p.amount || '|' || p.currency`;
 export const TOKEN_ROW = `t.token_id::text || '|' || t.user_id || '|' || t.activity_id || '|' || t.scene_id || '|' || t.order_no || '|' || t.amount || '|' || t.currency`;
 export const WITHDRAWAL_ROW = `w.withdrawal_id::text || '|' || w.user_id || '|' || w.amount || '|' || w.currency`;
-export const TOKEN_STATE = `t.token_id::text || '|' || t.status`;
-export const WITHDRAWAL_STATE = `w.withdrawal_id::text || '|' || w.status || '|' || coalesce(w.provider_ref, '')`;
 
 export const postingRow = (eventId: string, leg: number, p: Posting) => `${eventId}|${leg}|${p.account}|${p.amount}|${p.currency}`;
 export const tokenRow = (t: TokenRecord) => `${t.tokenId}|${t.userId}|${t.activityId}|${t.sceneId}|${t.orderNo}|${t.amount}|${t.currency}`;
 export const withdrawalRow = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.userId}|${w.amount}|${w.currency}`;
-export const tokenState = (t: TokenRecord) => `${t.tokenId}|${t.status}`;
-export const withdrawalState = (w: WithdrawalRecord) => `${w.withdrawalId}|${w.status}|${w.providerRef ?? ''}`;
 
-function digest(rows: Iterable<string>): { n: number; sum: number } {
-  let n = 0;
+/** The count and hash sum of some rows, as the SQL below computes them: `count:sum`. */
+function digest<T>(rows: readonly T[], hash: (row: T) => number): string {
   let sum = 0;
-  for (const r of rows) {
-    n++;
-    sum = (sum + rowHash(r)) % MOD;
-  }
-  return { n, sum };
+  for (const r of rows) sum = (sum + hash(r)) % MOD;
+  return `${rows.length}:${sum}`;
 }
 
 /** An event the fold applied (its first occurrence), with the postings it made. */
@@ -124,18 +119,17 @@ export class ProjectionCheck {
     const withdrawalIds = c.withdrawals.map((w) => w.withdrawalId);
     const { rows } = await this.pool.query<Record<string, string>>(
       `select (select count(*) from ledger_events where event_id = any($1::uuid[]))::text as events,
-              (select count(*) || ':' || coalesce(sum(${sqlRowHash(POSTING_ROW)}) % ${MOD}, 0) from postings p where p.event_id = any($1::uuid[])) as postings,
-              (select count(*) || ':' || coalesce(sum(${sqlRowHash(TOKEN_ROW)}) % ${MOD}, 0) from tokens t where t.token_id = any($2::uuid[])) as tokens,
-              (select count(*) || ':' || coalesce(sum(${sqlRowHash(WITHDRAWAL_ROW)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($3::uuid[])) as withdrawals`,
+              (select count(*) || ':' || coalesce(sum(${POSTING_HASH}) % ${MOD}, 0) from postings p where p.event_id = any($1::uuid[])) as postings,
+              (select count(*) || ':' || coalesce(sum(${TOKEN_HASH}) % ${MOD}, 0) from tokens t where t.token_id = any($2::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${WITHDRAWAL_HASH}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($3::uuid[])) as withdrawals`,
       [eventIds, tokenIds, withdrawalIds],
     );
     const got = rows[0]!;
-    const want = (d: { n: number; sum: number }) => `${d.n}:${d.sum}`;
     const out: Difference[] = [];
-    const postingsDigest = digest(c.events.flatMap((e) => e.postings.map((p, leg) => postingRow(e.event.data.eventId, leg, p))));
-    if (got.events !== String(c.events.length) || got.postings !== want(postingsDigest)) out.push(...(await this.eventDetail(c.events)));
-    if (got.tokens !== want(digest(c.tokens.map(tokenRow)))) out.push(...(await this.tokenDetail(c.tokens)));
-    if (got.withdrawals !== want(digest(c.withdrawals.map(withdrawalRow)))) out.push(...(await this.withdrawalDetail(c.withdrawals)));
+    const postings = c.events.flatMap((e) => e.postings.map((p, leg) => postingHash(e.event.data.eventId, leg, p)));
+    if (got.events !== String(c.events.length) || got.postings !== digest(postings, (h) => h)) out.push(...(await this.eventDetail(c.events)));
+    if (got.tokens !== digest(c.tokens, tokenHash)) out.push(...(await this.tokenDetail(c.tokens)));
+    if (got.withdrawals !== digest(c.withdrawals, withdrawalHash)) out.push(...(await this.withdrawalDetail(c.withdrawals)));
     return out;
   }
 
@@ -204,13 +198,12 @@ export class ProjectionCheck {
    */
   async states(tokens: TokenRecord[], withdrawals: WithdrawalRecord[]): Promise<Difference[]> {
     const { rows } = await this.pool.query<Record<string, string>>(
-      `select (select count(*) || ':' || coalesce(sum(${sqlRowHash(TOKEN_STATE)}) % ${MOD}, 0) from tokens t where t.token_id = any($1::uuid[])) as tokens,
-              (select count(*) || ':' || coalesce(sum(${sqlRowHash(WITHDRAWAL_STATE)}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($2::uuid[])) as withdrawals`,
+      `select (select count(*) || ':' || coalesce(sum(${TOKEN_STATE_HASH}) % ${MOD}, 0) from tokens t where t.token_id = any($1::uuid[])) as tokens,
+              (select count(*) || ':' || coalesce(sum(${WITHDRAWAL_STATE_HASH}) % ${MOD}, 0) from withdrawals w where w.withdrawal_id = any($2::uuid[])) as withdrawals`,
       [tokens.map((t) => t.tokenId), withdrawals.map((w) => w.withdrawalId)],
     );
-    const want = (d: { n: number; sum: number }) => `${d.n}:${d.sum}`;
     const out: Difference[] = [];
-    if (rows[0]!.tokens !== want(digest(tokens.map(tokenState)))) {
+    if (rows[0]!.tokens !== digest(tokens, tokenStateHash)) {
       const { rows: got } = await this.pool.query<{ id: string; status: string }>('select token_id::text as id, status from tokens where token_id = any($1::uuid[])', [tokens.map((t) => t.tokenId)]);
       const status = new Map(got.map((r) => [r.id, r.status]));
       const differing = tokens.filter((t) => status.has(t.tokenId) && status.get(t.tokenId) !== t.status);
@@ -222,7 +215,7 @@ export class ProjectionCheck {
         }));
       }
     }
-    if (rows[0]!.withdrawals !== want(digest(withdrawals.map(withdrawalState)))) {
+    if (rows[0]!.withdrawals !== digest(withdrawals, withdrawalStateHash)) {
       const { rows: got } = await this.pool.query<{ id: string; status: string; provider_ref: string | null; resolved: string | null }>(
         'select withdrawal_id::text as id, status, provider_ref, resolved_event_id::text as resolved from withdrawals where withdrawal_id = any($1::uuid[])', [withdrawals.map((w) => w.withdrawalId)],
       );

@@ -1,27 +1,29 @@
 import type pg from 'pg';
 import type { TokenRecord } from '../domain/ledger.ts';
+import type { Currency } from '../domain/money.ts';
 import type { Difference } from './differences.ts';
+import { BOUNDS, boundsParams, drift, type FoldedEvent, type ProjectionCheck } from './projection-check.ts';
 import {
-  BOUNDS, boundsParams, POSTING_ROW, TOKEN_ROW, TOKEN_STATE, WITHDRAWAL_ROW, WITHDRAWAL_STATE, drift, type FoldedEvent, type ProjectionCheck,
-} from './projection-check.ts';
-import { MOD, rowHash, sqlRowHash } from './row-hash.ts';
+  BALANCE_HASH, EVENT_HASH, MOD, POSTING_HASH, TOKEN_HASH, TOKEN_STATE_HASH, WITHDRAWAL_HASH, WITHDRAWAL_STATE_HASH,
+  balanceHash, eventHash, postingHash, textHash, textHashSql,
+} from './row-hash.ts';
 import { BUCKETS, Digest, idBucket } from './digest.ts';
 import type { MergedFold } from './log-fold.ts';
 
 /**
  * The projection comparison of a whole-log audit. Fetching the projection's rows event by
  * event would make Postgres the bottleneck of the audit, so instead each table is digested
- * whole, in 256 buckets by id prefix (accounts: by their row hash), by one scan
- * that runs in Postgres while the audit reads the log, and the fold digests the same rows as
- * it goes (log-fold.ts). Only a bucket whose digests differ is compared row by row; for events and their
- * postings, which the fold does not keep, that means reading the log a second time (audits
- * that find nothing never do).
+ * whole (a count and a sum of row hashes, row-hash.ts) by one scan that runs in Postgres
+ * while the audit reads the log, and the fold digests the same rows as it goes
+ * (log-fold.ts). Only a table whose digest differs is digested again in 256 buckets by id
+ * prefix (accounts: by a hash of the account), and only a bucket that differs is compared
+ * row by row; for events and their postings, which the fold does not keep, that means
+ * reading the log a second time. An audit that finds nothing does neither.
  *
  * Rows the projection has for events after the audited range (a live system) also make a
- * bucket differ; the row-by-row comparison recognises and skips them.
+ * digest differ; the row-by-row comparison recognises and skips them.
  */
-const accountBucket = (account: string) => rowHash(account) % BUCKETS;
-const bucketSql = (col: string) => `left(${col}::text, 2)`;
+const accountBucket = (account: string) => textHash(account) % BUCKETS;
 /** The uuid range of a bucket, for index range scans. */
 const uuidRange = (b: number) => {
   const p = b.toString(16).padStart(2, '0');
@@ -29,28 +31,39 @@ const uuidRange = (b: number) => {
 };
 
 type Table = 'events' | 'postings' | 'tokens' | 'withdrawals' | 'balances';
-const DIGEST_SQL: Record<Table, string> = {
-  events: `select ${bucketSql('e.event_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash('e.event_id::text')}), 0) % ${MOD})::text as s from ledger_events e group by 1`,
-  postings: `select ${bucketSql('p.event_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(POSTING_ROW)}), 0) % ${MOD})::text as s from postings p group by 1`,
-  tokens: `select ${bucketSql('t.token_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`${TOKEN_ROW} || '#' || ${TOKEN_STATE}`)}), 0) % ${MOD})::text as s from tokens t group by 1`,
-  withdrawals: `select ${bucketSql('w.withdrawal_id')} as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`${WITHDRAWAL_ROW} || '#' || ${WITHDRAWAL_STATE}`)}), 0) % ${MOD})::text as s from withdrawals w group by 1`,
-  balances: `select to_hex(${sqlRowHash('account')} % ${BUCKETS}) as b, count(*)::int as n, (coalesce(sum(${sqlRowHash(`account || '|' || balance`)}), 0) % ${MOD})::text as s from account_balances group by 1`,
+/** Per table: what it is read from, the hash of a row, and the bucket of a row. */
+const TABLES: Record<Table, { from: string; hash: string; bucket: string }> = {
+  events: { from: 'ledger_events e', hash: EVENT_HASH, bucket: 'get_byte(uuid_send(e.event_id), 0)' },
+  postings: { from: 'postings p', hash: POSTING_HASH, bucket: 'get_byte(uuid_send(p.event_id), 0)' },
+  // A token's row and its status, as one row: the fold compares both at the log's end.
+  tokens: { from: 'tokens t', hash: `(${TOKEN_HASH} + ${TOKEN_STATE_HASH})`, bucket: 'get_byte(uuid_send(t.token_id), 0)' },
+  withdrawals: { from: 'withdrawals w', hash: `(${WITHDRAWAL_HASH} + ${WITHDRAWAL_STATE_HASH})`, bucket: 'get_byte(uuid_send(w.withdrawal_id), 0)' },
+  balances: { from: 'account_balances', hash: BALANCE_HASH, bucket: `(${textHashSql('account')} % ${BUCKETS})` },
 };
+const digestSql = (t: Table, byBucket: boolean) =>
+  `select ${byBucket ? `${TABLES[t].bucket}::int` : '0'} as b, count(*)::int as n, (coalesce(sum(${TABLES[t].hash}), 0) % ${MOD})::text as s from ${TABLES[t].from}${byBucket ? ' group by 1' : ''}`;
+
+/** Digest rows as Postgres returns them: bucket (0 for a whole table), count, hash sum. */
+type DigestRows = { b: number; n: number; s: string }[];
 
 interface Snapshot {
-  digests: Record<Table, { b: string; n: number; s: string }[]>;
-  totals: { currency: string; sum: number }[];
+  /** The transaction the digests were taken in: a table's buckets are read in it too, if need be. */
+  client: pg.PoolClient;
+  totals: Record<Table, DigestRows>;
+  /** The postings' sum per currency (I1). */
+  sums: { currency: string; sum: number }[];
   /** Projected events after the range, and their postings (a live system's newer rows). */
-  later: { id: string; row: string | null; currency: string | null; amount: number | null }[];
+  later: { id: string; leg: number | null; account: string | null; currency: Currency | null; amount: number | null }[];
 }
 
 export class WholeLogCheck {
   private readonly snapshot: Promise<Snapshot>;
+  private closed = false;
 
   /**
    * Starts digesting the projection at once, so Postgres works while the log is read. One
    * snapshot serves the digests and the rows after the range, so rows projected during the
-   * audit are either in both or in neither.
+   * audit are either in both or in neither. It stays open until finish() or close().
    */
   constructor(private readonly pool: pg.Pool, private readonly check: ProjectionCheck) {
     this.snapshot = this.take();
@@ -61,22 +74,42 @@ export class WholeLogCheck {
     const client = await this.pool.connect();
     try {
       await client.query('begin isolation level repeatable read read only');
-      const digests: Partial<Snapshot['digests']> = {};
-      for (const t of Object.keys(DIGEST_SQL) as Table[]) digests[t] = (await client.query(DIGEST_SQL[t])).rows;
-      const totals = (await client.query('select currency, sum(amount)::bigint as sum from postings group by currency')).rows;
+      const totals = {} as Snapshot['totals'];
+      for (const t of ['events', 'tokens', 'withdrawals', 'balances'] as const) totals[t] = (await client.query<DigestRows[number]>(digestSql(t, false))).rows;
+      // The postings' scan also sums their amounts per currency (I1), so it is grouped by currency.
+      const postings = (await client.query<{ currency: string; n: number; s: string; sum: number }>(
+        `select currency, count(*)::int as n, (sum(${POSTING_HASH}) % ${MOD})::text as s, sum(amount)::bigint as sum from postings p group by currency`,
+      )).rows;
+      totals.postings = [{ b: 0, n: postings.reduce((n, r) => n + r.n, 0), s: String(postings.reduce((s, r) => (s + Number(r.s)) % MOD, 0)) }];
       const later = (await client.query(
-        `select e.event_id::text as id, ${POSTING_ROW} as row, p.currency, p.amount
+        `select e.event_id::text as id, p.leg, p.account, p.currency, p.amount
            from ${BOUNDS} join ledger_events e on e.topic = b.topic and e.partition = b.partition and e."offset" >= b.e
            left join postings p on p.event_id = e.event_id`, boundsParams(this.check.ranges),
       )).rows;
-      await client.query('commit');
-      return { digests: digests as Snapshot['digests'], totals, later };
+      return { client, totals, sums: postings.map((r) => ({ currency: r.currency, sum: r.sum })), later };
     } catch (err) {
       await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
       client.release();
+      throw err;
     }
+  }
+
+  /** Ends the snapshot's transaction (finish() does it too). */
+  async close(): Promise<void> {
+    const snap = await this.snapshot.catch(() => null);
+    if (!snap || this.closed) return;
+    this.closed = true;
+    await snap.client.query('commit').catch(() => {});
+    snap.client.release();
+  }
+
+  /** Buckets of a table whose digests differ from Postgres's, read in the snapshot only when the whole table's digest differs. */
+  private async differing(table: Table, ours: Digest): Promise<Set<number>> {
+    const snap = await this.snapshot;
+    const total = ours.total();
+    const theirs = snap.totals[table][0] ?? { n: 0, s: '0' };
+    if (theirs.n === total.n && Number(theirs.s) === total.sum) return new Set();
+    return ours.differing((await snap.client.query<DigestRows[number]>(digestSql(table, true))).rows);
   }
 
   /**
@@ -86,25 +119,35 @@ export class WholeLogCheck {
   async finish(
     fold: MergedFold, allTokens: () => Promise<TokenRecord[]>, reread: (buckets: Set<number>) => Promise<FoldedEvent[]>,
   ): Promise<Difference[]> {
-    const { digests: projected, totals, later } = await this.snapshot;
+    try {
+      return await this.compare(fold, allTokens, reread);
+    } finally {
+      await this.close();
+    }
+  }
+
+  private async compare(
+    fold: MergedFold, allTokens: () => Promise<TokenRecord[]>, reread: (buckets: Set<number>) => Promise<FoldedEvent[]>,
+  ): Promise<Difference[]> {
+    const { sums, later } = await this.snapshot;
     const out: Difference[] = [];
     // Events projected after the range are expected in the projection's digests: add them to ours.
     const events = new Digest(fold.digests.events);
     const postings = new Digest(fold.digests.postings);
     const laterIds = new Set<string>();
     for (const r of later) {
-      if (!laterIds.has(r.id)) events.add(idBucket(r.id), r.id);
+      if (!laterIds.has(r.id)) events.add(idBucket(r.id), eventHash(r.id));
       laterIds.add(r.id);
-      if (r.row) postings.add(idBucket(r.id), r.row);
+      if (r.leg !== null) postings.add(idBucket(r.id), postingHash(r.id, r.leg, { account: r.account!, currency: r.currency!, amount: r.amount! }));
     }
 
-    const eventBuckets = new Set([...events.differing(projected.events), ...postings.differing(projected.postings)]);
+    const eventBuckets = new Set([...(await this.differing('events', events)), ...(await this.differing('postings', postings))]);
     if (eventBuckets.size > 0) {
       out.push(...(await this.check.eventDetail(await reread(eventBuckets))));
       out.push(...(await this.extraEvents(eventBuckets, fold.applied)));
     }
 
-    const tokenBuckets = fold.digests.tokens.differing(projected.tokens);
+    const tokenBuckets = await this.differing('tokens', fold.digests.tokens);
     if (tokenBuckets.size > 0) {
       const all = await allTokens();
       const mine = all.filter((t) => tokenBuckets.has(idBucket(t.tokenId)));
@@ -112,7 +155,7 @@ export class WholeLogCheck {
       out.push(...(await this.extraRecords('token', 'tokens', 'token_id', tokenBuckets, new Set(all.map((t) => t.tokenId)))));
     }
 
-    const withdrawalBuckets = fold.digests.withdrawals.differing(projected.withdrawals);
+    const withdrawalBuckets = await this.differing('withdrawals', fold.digests.withdrawals);
     if (withdrawalBuckets.size > 0) {
       const mine = [...fold.withdrawals.values()].filter((w) => withdrawalBuckets.has(idBucket(w.withdrawalId)));
       out.push(...(await this.check.withdrawalDetail(mine)), ...(await this.check.states([], mine)));
@@ -120,11 +163,11 @@ export class WholeLogCheck {
     }
 
     const balances = new Digest();
-    for (const [account, b] of fold.balances) balances.add(accountBucket(account), `${account}|${b.balance}`);
-    const balanceBuckets = balances.differing(projected.balances);
+    for (const [account, b] of fold.balances) balances.add(accountBucket(account), balanceHash(account, b.currency, b.balance));
+    const balanceBuckets = await this.differing('balances', balances);
     if (balanceBuckets.size > 0) out.push(...(await this.check.balances(fold.balances, (a) => balanceBuckets.has(accountBucket(a)))));
 
-    out.push(...imbalances(totals, later));
+    out.push(...imbalances(sums, later));
     return out;
   }
 
@@ -160,7 +203,7 @@ export class WholeLogCheck {
 }
 
 /** I1 over the whole projection: postings sum to zero per currency (less those of events after the range). */
-function imbalances(totals: Snapshot['totals'], later: Snapshot['later']): Difference[] {
+function imbalances(totals: Snapshot['sums'], later: Snapshot['later']): Difference[] {
   const after = new Map<string, number>();
   for (const r of later) if (r.currency) after.set(r.currency, (after.get(r.currency) ?? 0) + r.amount!);
   return totals
