@@ -28,14 +28,17 @@ const MASK = MOD - 1;
 // below chain through it instead of returning pairs, so hashing a row allocates nothing.
 let hi = 0;
 let lo = 0;
+/** Text being hashed, as UTF-8 (grown as needed). */
 let bytes = Buffer.alloc(1024);
+/** The last uuid hashed, as its 16 bytes: a posting's legs hash their event's id again. */
+const idBytes = Buffer.alloc(16 + 11);
+let lastId = '';
 
 const rot = (x: number, k: number) => (x << k) | (x >>> (32 - k));
 const word = (k: Buffer, i: number) => k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24);
 
-/** hash_bytes_extended(bytes[0..len), seed = the hash so far), into the hash so far. `bytes` has 11 zero bytes after len. */
-function hashBytes(len: number): void {
-  const k = bytes;
+/** hash_bytes_extended(k[0..len), seed = the hash so far), into the hash so far. `k` has 11 zero bytes after len. */
+function hashBytes(k: Buffer, len: number): void {
   let a = (0x9e3779b9 + len + 3923095) | 0;
   let b = a;
   let c = a;
@@ -102,14 +105,16 @@ for (let d = 0; d < 16; d++) {
 
 /** SQL: uuid_hash_extended(id, seed = the hash so far). The id is a validated UUID (domain/ids.ts). */
 function uuid(id: string): void {
-  let j = 0;
-  for (let i = 0; i < 16; i++) {
-    if (id.charCodeAt(j) === 45) j++; // '-'
-    bytes[i] = (HEX[id.charCodeAt(j)]! << 4) | HEX[id.charCodeAt(j + 1)]!;
-    j += 2;
+  if (id !== lastId) {
+    let j = 0;
+    for (let i = 0; i < 16; i++) {
+      if (id.charCodeAt(j) === 45) j++; // '-'
+      idBytes[i] = (HEX[id.charCodeAt(j)]! << 4) | HEX[id.charCodeAt(j + 1)]!;
+      j += 2;
+    }
+    lastId = id;
   }
-  bytes.fill(0, 16, 27);
-  hashBytes(16);
+  hashBytes(idBytes, 16);
 }
 
 /** SQL: hashtextextended(s, seed = the hash so far). */
@@ -120,8 +125,8 @@ function text(s: string): void {
   let ascii = 0;
   for (let i = 0; i < n; i++) ascii |= bytes[i] = s.charCodeAt(i);
   if (ascii > 0x7f) n = bytes.write(s, 0, 'utf8');
-  bytes.fill(0, n, n + 11);
-  hashBytes(n);
+  for (let i = n; i < n + 11; i++) bytes[i] = 0;
+  hashBytes(bytes, n);
 }
 
 /** The low 48 bits of the hash so far. */

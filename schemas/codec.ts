@@ -25,9 +25,9 @@ export function subjectFor(topic: string, type: EventType): string {
   return `${topic}-${NAMESPACE}.${type}`;
 }
 
-/** The part of an avsc type the codec uses. */
+/** The part of an avsc type the codec uses: decodes from `pos`; `offset` is where it stopped, -1 if the buffer ran out. */
 interface AvroType {
-  fromBuffer(buffer: Buffer): unknown;
+  decode(buffer: Buffer, pos: number): { value: unknown; offset: number };
 }
 
 export class UndecodableMessage extends Error {
@@ -122,13 +122,15 @@ export class EventCodec {
     const reader = this.readers.get(id);
     if (!reader) throw new Error(`schema ${id} was not prepared before decoding`);
     if ('refused' in reader) throw new UndecodableMessage(reader.refused);
-    let data: unknown;
+    let decoded: { value: unknown; offset: number };
     try {
-      data = reader.avro.fromBuffer(value.subarray(5));
+      // From the body's offset, rather than a subarray of it: one Buffer fewer per message.
+      decoded = reader.avro.decode(value, 5);
     } catch (err) {
       throw new UndecodableMessage(`cannot decode with schema ${id}: ${(err as Error).message}`, err);
     }
-    const event = { type: reader.type, data } as LedgerEvent;
+    if (decoded.offset !== value.length) throw new UndecodableMessage(`cannot decode with schema ${id}: ${decoded.offset < 0 ? 'truncated' : 'trailing data'}`);
+    const event = { type: reader.type, data: decoded.value } as LedgerEvent;
     const invalid = invalidEvent(event);
     if (invalid) throw new UndecodableMessage(`${reader.type} is not a valid ledger event: ${invalid}`);
     return event;

@@ -104,7 +104,9 @@ t.test('bytes that are not an event are UndecodableMessage', async (t) => {
   await t.rejects(c.decode(Buffer.from('hello world')), { name: 'UndecodableMessage' });
   await t.rejects(c.decode(Buffer.from([0, 0x7f, 0xff, 0xff, 0xfe, 1])), { name: 'UndecodableMessage' }, 'unknown schema id');
   const good = await c.encode(topic, 'TokenCredited', samples.TokenCredited);
-  await t.rejects(c.decode(good.subarray(0, 8)), { name: 'UndecodableMessage' }, 'truncated body');
+  await t.rejects(c.decode(good.subarray(0, 8)), { name: 'UndecodableMessage', message: /truncated/ }, 'truncated body');
+  await t.rejects(c.decode(Buffer.concat([good, Buffer.from([0])])), { name: 'UndecodableMessage', message: /trailing data/ }, 'a byte after the body');
+  t.same(await c.decode(good), { type: 'TokenCredited', data: samples.TokenCredited }, 'the whole message decodes');
 });
 
 t.test('a registered schema that is not a ledger event is UndecodableMessage; a registry outage is not', async (t) => {
