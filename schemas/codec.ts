@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import { EVENT_TYPES, type EventMap, type EventType, type LedgerEvent } from '../domain/events.ts';
-import { invalidEvent } from '../domain/validate.ts';
+import { eventValidator, type EventValidator } from '../domain/validate.ts';
 
 const NAMESPACE = 'io.hongbao.ledger';
 
@@ -28,6 +28,8 @@ export function subjectFor(topic: string, type: EventType): string {
 /** The part of an avsc type the codec uses: decodes from `pos`; `offset` is where it stopped, -1 if the buffer ran out. */
 interface AvroType {
   decode(buffer: Buffer, pos: number): { value: unknown; offset: number };
+  /** A record's fields. */
+  fields?: readonly { name: string }[];
 }
 
 export class UndecodableMessage extends Error {
@@ -46,7 +48,7 @@ export class EventCodec {
   private readonly registry: SchemaRegistry;
   private readonly writerIds = new Map<string, number>();
   /** By schema id: the event type and its Avro type, or why messages under it are undecodable. */
-  private readonly readers = new Map<number, { type: EventType; avro: AvroType } | { refused: string; retry?: true }>();
+  private readonly readers = new Map<number, { type: EventType; avro: AvroType; invalid: EventValidator } | { refused: string; retry?: true }>();
 
   constructor(registryUrl: string) {
     this.registry = new SchemaRegistry({ host: registryUrl, retry: { retries: 3 } });
@@ -103,7 +105,7 @@ export class EventCodec {
         const schema = (await this.registry.getSchema(id)) as unknown as AvroType & { name?: string };
         const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
         this.readers.set(id, (EVENT_TYPES as readonly string[]).includes(name)
-          ? { type: name as EventType, avro: schema }
+          ? { type: name as EventType, avro: schema, invalid: eventValidator(name as EventType, (schema.fields ?? []).map((f) => f.name)) }
           : { refused: `schema ${id} is not a ledger event (${schema.name})` });
       } catch (err) {
         const status = (err as { status?: number }).status;
@@ -131,7 +133,7 @@ export class EventCodec {
     }
     if (decoded.offset !== value.length) throw new UndecodableMessage(`cannot decode with schema ${id}: ${decoded.offset < 0 ? 'truncated' : 'trailing data'}`);
     const event = { type: reader.type, data: decoded.value } as LedgerEvent;
-    const invalid = invalidEvent(event);
+    const invalid = reader.invalid(event.data);
     if (invalid) throw new UndecodableMessage(`${reader.type} is not a valid ledger event: ${invalid}`);
     return event;
   }

@@ -140,6 +140,17 @@ t.test('well-formed Avro that breaks the ledger\'s rules for events is Undecodab
     ['a token id that is not a UUID', { ...samples.TokenCredited, tokenId: 'tok' }],
     ['a withdrawal id that is not a UUID', { ...samples.PayoutFailed, withdrawalId: 'w' }],
     ['attempt 0', { ...samples.PayoutAttemptFailed, attempt: 0 }],
+    // Every rule is chosen per schema from its fields: one case per kind of rule and per type rule.
+    ['an empty user id', { ...samples.PacketShareCredited, userId: '' }],
+    ['an empty sender id', { ...samples.PacketRefunded, senderId: '' }],
+    ['a packet id that is not a UUID', { ...samples.PacketClaimed, packetId: 'p' }],
+    ['a claim with share -1', { ...samples.PacketClaimed, seq: -1 }],
+    ['a packet of no shares', { ...samples.PacketCreated, count: 0 }],
+    ['a won draw without its prize', { ...samples.LotteryDrawn, prizeId: '' }],
+    ['a goods grant of nothing', { ...samples.GoodsGranted, quantity: 0 }],
+    ['a pack with a coupon id that is not a UUID', { ...samples.GiftPackGranted, coupons: [{ ...samples.GiftPackGranted.coupons[0]!, couponId: 'c' }] }],
+    ['a freeze with hold 0', { ...samples.CouponFrozen, hold: 0 }],
+    ['an empty payment id', { ...samples.CouponRedeemed, paymentId: '' }],
   ];
   const typeOf = (x: unknown) => (Object.entries(samples).find(([, v]) => Object.keys(v).sort().join() === Object.keys(x as object).sort().join())![0]) as keyof typeof samples;
   for (const [what, data] of cases) {
