@@ -48,7 +48,7 @@ export function matchPayouts(input: PayoutMatchInput): Difference[] {
   const settledBefore = referenceTime - graceMs;
   const out: Difference[] = [];
 
-  for (const id of [...ids].sort()) {
+  for (const id of ids) {
     const w = withdrawals.get(id);
     const payments = (byPayout.get(id) ?? []).sort((a, b) => a.seq - b.seq);
     const paid = payments.filter((p) => p.status === 'succeeded');
@@ -139,5 +139,7 @@ export function matchPayouts(input: PayoutMatchInput): Difference[] {
         break;
     }
   }
-  return out;
+  // In payout id order (each id's own differences in the order found): sorting the few
+  // differences rather than every id of the statement.
+  return out.sort((a, b) => (a.payoutId! < b.payoutId! ? -1 : a.payoutId! > b.payoutId! ? 1 : 0));
 }

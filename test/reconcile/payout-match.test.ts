@@ -140,3 +140,19 @@ t.test('the CSV quotes what must be quoted and neutralises spreadsheet formulas'
   t.match(csv, /,e1;e2,/);
   t.match(csv, /"paid ""twice"", or\nnot",\n$/, 'the message quoted, then the (empty) packetId column');
 });
+
+t.test('property: differences come in payout id order, each payout\'s in the order found', async (t) => {
+  fc.assert(fc.property(world, fc.array(fc.nat(), { minLength: 1, maxLength: 10 }), (w, picks) => {
+    // Faults on several payouts: each deleted payment, and a duplicate and an amount change on one.
+    const settled = w.payments.filter((p) => w.withdrawals.get(p.payoutId)!.status === 'settled');
+    if (settled.length === 0) return true;
+    const payments = w.payments.filter((p) => !picks.some((k) => settled[k % settled.length] === p));
+    const twice = settled[picks[0]! % settled.length]!;
+    payments.push({ ...twice, amount: twice.amount + 1, providerRef: 'psp-x', seq: 998 }, { ...twice, providerRef: 'psp-y', seq: 999 });
+    const found = match({ withdrawals: w.withdrawals, payments });
+    const ids = found.map((d) => d.payoutId!);
+    return found.length > 0 && ids.every((id, i) => i === 0 || ids[i - 1]! <= id)
+      && JSON.stringify(found.filter((d) => d.payoutId === twice.payoutId).map((d) => d.kind)) === JSON.stringify(['amount_mismatch', 'duplicate_payout']);
+  }), { numRuns: 200 });
+  t.pass('200 worlds');
+});
