@@ -18,15 +18,22 @@ export function deterministicId(kind: string, ...businessKey: string[]): string 
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+// Character classes of the canonical spelling: 1 a lowercase hex digit, 2 the dash; and the
+// class each of the 36 positions must have.
+const CLASS = new Uint8Array(128);
+for (const c of '0123456789abcdef') CLASS[c.charCodeAt(0)] = 1;
+CLASS[45] = 2;
+const SHAPE = Uint8Array.from('xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx', (c) => (c === '-' ? 2 : 1));
+
 /**
  * The canonical UUID spelling (8-4-4-4-12 lowercase hex) of every id the ledger keys on.
- * A loop, not a regular expression: replay checks a few ids per event.
+ * A table lookup per character, not a regular expression: replay checks a few ids per event.
  */
 export function isUuid(s: string): boolean {
   if (s.length !== 36) return false;
   for (let i = 0; i < 36; i++) {
     const c = s.charCodeAt(i);
-    if (i === 8 || i === 13 || i === 18 || i === 23 ? c !== 45 : !((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+    if (c > 127 || CLASS[c] !== SHAPE[i]) return false;
   }
   return true;
 }
