@@ -75,7 +75,7 @@ let rt: Runtime | null = null;
 try {
   rt = await openRuntime('reconcile', {}, 4);
   const deps = {
-    kafka: rt.kafka, codec: rt.codec, pool: rt.pool, topics: rt.topics, projector: projectorName(rt.cfg.namespace),
+    kafka: rt.kafka, registryUrl: rt.cfg.schemaRegistryUrl, pool: rt.pool, topics: rt.topics, projector: projectorName(rt.cfg.namespace),
     provider: args['no-provider'] ? null : new ProviderStatement(rt.cfg.providerUrl, providerApiKey(rt.cfg.providerApiKey)),
     workers: { count: rt.cfg.reconcileWorkers, cfg: rt.cfg },
   };

@@ -14,7 +14,7 @@ await setupNamespace(loadConfig());
 const rt = await openRuntime('reconciler', {}, 4);
 const { cfg } = rt;
 const reconciler = new ContinuousReconciler({
-  kafka: rt.kafka, codec: rt.codec, pool: rt.pool, topics: rt.topics, projector: projectorName(cfg.namespace),
+  kafka: rt.kafka, registryUrl: cfg.schemaRegistryUrl, pool: rt.pool, topics: rt.topics, projector: projectorName(cfg.namespace),
   provider: new ProviderStatement(cfg.providerUrl, providerApiKey(cfg.providerApiKey)),
 }, rt.log, cfg.namespace, {
   intervalMs: cfg.reconcileIntervalMs, behindMs: cfg.reconcileBehindMs, reportPeriodMs: cfg.reconcileReportPeriodMs,

@@ -245,3 +245,10 @@ export const EVENT_TYPES: readonly EventType[] = [
   'LotteryDrawn', 'GoodsGranted',
   'GiftPackGranted', 'GiftPackClaimed', 'CouponsReissued', 'CouponFrozen', 'CouponUnfrozen', 'CouponRedeemed',
 ];
+
+/**
+ * Fields that record who asked, from where and with which request, and a token's signature
+ * (checked when the token is presented, not when it is folded). No ledger rule reads them:
+ * they are for people reading the log, so a replay may leave them out (schemas/codec.ts).
+ */
+export const AUDIT_TRAIL_FIELDS = ['traceId', 'signature', 'keyId', 'grantedBy', 'clientAddress', 'requestId', 'requestedBy', 'fundedBy', 'flaggedBy'] as const;

@@ -19,14 +19,15 @@ import { WholeLogCheck } from './whole-log-check.ts';
 import { idBucket } from './digest.ts';
 import { anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow } from './log-fold.ts';
 import { OpeningState } from './opening-state.ts';
-import { positionKey, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
+import { positionKey, replayCodec, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
 
 export type AuditKind = 'audit' | 'continuous' | 'hourly';
 
 export interface AuditDeps {
   kafka: Kafka;
-  codec: EventCodec;
+  /** The schema registry the audit decodes the log with (replayCodec). */
+  registryUrl: string;
   pool: pg.Pool;
   topics: Topics;
   /** The projector whose positions (consumer_offsets) the audit waits for. */
@@ -106,7 +107,13 @@ interface Folded {
   threads: number;
 }
 
-export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promise<AuditReport> {
+/** What the audit's folds read the log with. */
+interface Replay extends AuditDeps {
+  codec: EventCodec;
+}
+
+export async function runAudit(auditDeps: AuditDeps, opts: AuditOptions = {}): Promise<AuditReport> {
+  const deps: Replay = { ...auditDeps, codec: replayCodec(auditDeps.registryUrl) };
   const startedAt = Date.now();
   const runId = randomUUID();
   const to = opts.to && opts.to.getTime() < startedAt ? opts.to : undefined;
@@ -186,7 +193,7 @@ export async function runAudit(deps: AuditDeps, opts: AuditOptions = {}): Promis
  * A range audit: the fold starts from the state before the range (read from the projection
  * as the events need it), and compares its own events with the projection chunk by chunk.
  */
-async function foldRange(deps: AuditDeps, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number): Promise<Folded> {
+async function foldRange(deps: Replay, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number): Promise<Folded> {
   const chunkSize = opts.chunkSize ?? 5000;
   const mem = new MemoryLedger();
   const opening = new OpeningState(deps.pool, ranges, check);
@@ -255,7 +262,7 @@ async function foldRange(deps: AuditDeps, ranges: readonly PartitionRange[], che
  * is done again in one piece, so the report is always that of one fold of the log.
  */
 async function foldWholeLog(
-  deps: AuditDeps, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number, workers: FoldWorker[],
+  deps: Replay, ranges: readonly PartitionRange[], check: ProjectionCheck, opts: AuditOptions, total: number, workers: FoldWorker[],
 ): Promise<Folded> {
   const whole = new WholeLogCheck(deps.pool, check);
   // The snapshot's transaction ends with the comparison, or here if the fold fails.
@@ -323,14 +330,14 @@ class FoldWorker {
 }
 
 /** The whole log folded again in one piece (only to name what a digest found). */
-async function refoldLedger(deps: AuditDeps, ranges: readonly PartitionRange[]): Promise<MemoryLedger> {
+async function refoldLedger(deps: Replay, ranges: readonly PartitionRange[]): Promise<MemoryLedger> {
   const mem = new MemoryLedger();
   await replayRanges(deps.kafka, deps.codec, ranges, (batch) => void batch.forEach(({ event }) => mem.apply(event)));
   return mem;
 }
 
 /** Reads the log again and returns the folded events whose ids fall in the given buckets (to name what a digest found). */
-async function refold(deps: AuditDeps, ranges: readonly PartitionRange[], buckets: Set<number>): Promise<FoldedEvent[]> {
+async function refold(deps: Replay, ranges: readonly PartitionRange[], buckets: Set<number>): Promise<FoldedEvent[]> {
   const mem = new MemoryLedger();
   const out: FoldedEvent[] = [];
   await replayRanges(deps.kafka, deps.codec, ranges, (batch) => {

@@ -5,15 +5,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../infra/config.ts';
 import { kafkaClient } from '../infra/kafka.ts';
-import { EventCodec } from '../schemas/codec.ts';
 import { foldRanges } from './log-fold.ts';
-import type { PartitionRange } from './replay.ts';
+import { replayCodec, type PartitionRange } from './replay.ts';
 
 const { cfg, clientId } = workerData as { cfg: Config; clientId: string };
 const port = parentPort!;
 port.once('message', async ({ ranges }: { ranges: PartitionRange[] }) => {
   let pending = 0;
-  const outcome = await foldRanges(kafkaClient(cfg, clientId), new EventCodec(cfg.schemaRegistryUrl), ranges, (n) => {
+  const outcome = await foldRanges(kafkaClient(cfg, clientId), replayCodec(cfg.schemaRegistryUrl), ranges, (n) => {
     pending += n;
     if (pending >= 20_000) {
       port.postMessage({ progress: pending });

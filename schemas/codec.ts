@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import avro from 'avsc';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import { EVENT_TYPES, type EventMap, type EventType, type LedgerEvent } from '../domain/events.ts';
 import { eventValidator, type EventValidator } from '../domain/validate.ts';
@@ -25,12 +26,8 @@ export function subjectFor(topic: string, type: EventType): string {
   return `${topic}-${NAMESPACE}.${type}`;
 }
 
-/** The part of an avsc type the codec uses: decodes from `pos`; `offset` is where it stopped, -1 if the buffer ran out. */
-interface AvroType {
-  decode(buffer: Buffer, pos: number): { value: unknown; offset: number };
-  /** A record's fields. */
-  fields?: readonly { name: string }[];
-}
+/** Decodes a message's body from `pos`; `offset` is where it stopped, -1 if the buffer ran out. */
+type BodyDecoder = (buffer: Buffer, pos: number) => { value: unknown; offset: number };
 
 export class UndecodableMessage extends Error {
   override readonly name = 'UndecodableMessage';
@@ -48,10 +45,17 @@ export class EventCodec {
   private readonly registry: SchemaRegistry;
   private readonly writerIds = new Map<string, number>();
   /** By schema id: the event type and its Avro type, or why messages under it are undecodable. */
-  private readonly readers = new Map<number, { type: EventType; avro: AvroType; invalid: EventValidator } | { refused: string; retry?: true }>();
+  private readonly readers = new Map<number, { type: EventType; decode: BodyDecoder; invalid: EventValidator } | { refused: string; retry?: true }>();
+  private readonly skip: readonly string[];
 
-  constructor(registryUrl: string) {
+  /**
+   * `skip`: fields to leave out of decoded events (a replay's codec leaves out the audit
+   * trail, AUDIT_TRAIL_FIELDS, which no rule reads: decoding skips their bytes instead of
+   * making strings of them).
+   */
+  constructor(registryUrl: string, opts: { skip?: readonly string[] } = {}) {
     this.registry = new SchemaRegistry({ host: registryUrl, retry: { retries: 3 } });
+    this.skip = opts.skip ?? [];
   }
 
   /** Registers (or finds) the schema of each event type under its topic's subject. */
@@ -102,10 +106,10 @@ export class EventCodec {
       if ((known && !('retry' in known)) || asked.has(id)) continue;
       asked.add(id);
       try {
-        const schema = (await this.registry.getSchema(id)) as unknown as AvroType & { name?: string };
+        const schema = (await this.registry.getSchema(id)) as unknown as { name?: string; schema(): object };
         const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
         this.readers.set(id, (EVENT_TYPES as readonly string[]).includes(name)
-          ? { type: name as EventType, avro: schema, invalid: eventValidator(name as EventType, (schema.fields ?? []).map((f) => f.name)) }
+          ? this.reader(name as EventType, schema.schema() as AvroRecordSchema)
           : { refused: `schema ${id} is not a ledger event (${schema.name})` });
       } catch (err) {
         const status = (err as { status?: number }).status;
@@ -115,6 +119,18 @@ export class EventCodec {
         this.readers.set(id, { refused: `cannot decode with schema ${id}: ${(err as Error).message}`, retry: true });
       }
     }
+  }
+
+  /** How to decode and check an event of this type written with this schema. */
+  private reader(type: EventType, writerSchema: AvroRecordSchema): { type: EventType; decode: BodyDecoder; invalid: EventValidator } {
+    const writer = avro.Type.forSchema(writerSchema as avro.Schema);
+    const kept = writerSchema.fields.filter((f) => !this.skip.includes(f.name));
+    const invalid = eventValidator(type, kept.map((f) => f.name));
+    if (kept.length === writerSchema.fields.length) return { type, decode: (buf, pos) => writer.decode(buf, pos), invalid };
+    // Avro schema resolution: a reader schema without the skipped fields reads past their bytes.
+    const reader = avro.Type.forSchema({ ...writerSchema, fields: kept } as avro.Schema);
+    const resolver = reader.createResolver(writer);
+    return { type, decode: (buf, pos) => reader.decode(buf, pos, resolver), invalid };
   }
 
   /** Decodes a message whose schema was prepared (or was never going to load: it is then UndecodableMessage). */
@@ -127,7 +143,7 @@ export class EventCodec {
     let decoded: { value: unknown; offset: number };
     try {
       // From the body's offset, rather than a subarray of it: one Buffer fewer per message.
-      decoded = reader.avro.decode(value, 5);
+      decoded = reader.decode(value, 5);
     } catch (err) {
       throw new UndecodableMessage(`cannot decode with schema ${id}: ${(err as Error).message}`, err);
     }

@@ -10,7 +10,7 @@ import type { LedgerEvent } from '../domain/events.ts';
 t.test('the continuous reconciler checks the log in consecutive windows, keeps periodic reports and exports its lag and findings', async (t) => {
   const l = await startTestLedger(t, { crediting: true, payouts: true });
   const deps = {
-    kafka: l.rt.kafka, codec: l.rt.codec, pool: l.rt.pool, topics: l.rt.topics, projector: projectorName(l.ns),
+    kafka: l.rt.kafka, registryUrl: l.rt.cfg.schemaRegistryUrl, pool: l.rt.pool, topics: l.rt.topics, projector: projectorName(l.ns),
     provider: new ProviderStatement(l.provider!.url, l.provider!.apiKey),
   };
   const opts = { intervalMs: 400, behindMs: 1_500, reportPeriodMs: 4_000, creditGraceMs: 1_000, payoutGraceMs: 1_000 };

@@ -12,7 +12,7 @@ import type { Config } from '../../infra/config.ts';
 export function audit(l: TestLedger, opts: AuditOptions & { workers?: number; workerCfg?: Partial<Config> } = {}): Promise<AuditReport> {
   const { workers = 2, workerCfg = {}, ...options } = opts;
   return runAudit({
-    kafka: l.rt.kafka, codec: l.rt.codec, pool: l.rt.pool, topics: l.rt.topics, projector: projectorName(l.ns),
+    kafka: l.rt.kafka, registryUrl: l.rt.cfg.schemaRegistryUrl, pool: l.rt.pool, topics: l.rt.topics, projector: projectorName(l.ns),
     provider: l.provider ? new ProviderStatement(l.provider.url, l.provider.apiKey) : null,
     workers: { count: workers, cfg: { ...l.rt.cfg, ...workerCfg } },
   }, { creditGraceMs: 0, payoutGraceMs: 0, projectionWaitMs: 20_000, ...options });
