@@ -218,7 +218,7 @@ async function foldRange(deps: Replay, ranges: readonly PartitionRange[], check:
 
   const read = await replayRanges(deps.kafka, deps.codec, ranges, async (batch) => {
     await opening.seed(mem, batch);
-    for (const { event } of batch) {
+    for (const event of batch) {
       if (isCouponEvent(event) && event.type !== 'GiftPackGranted' && !mem.pack(event.data.grantId)) {
         couponEventsBeforeGrant++;
         continue;
@@ -332,7 +332,7 @@ class FoldWorker {
 /** The whole log folded again in one piece (only to name what a digest found). */
 async function refoldLedger(deps: Replay, ranges: readonly PartitionRange[]): Promise<MemoryLedger> {
   const mem = new MemoryLedger();
-  await replayRanges(deps.kafka, deps.codec, ranges, (batch) => void batch.forEach(({ event }) => mem.apply(event)));
+  await replayRanges(deps.kafka, deps.codec, ranges, (batch) => void batch.forEach((event) => mem.apply(event)));
   return mem;
 }
 
@@ -341,7 +341,7 @@ async function refold(deps: Replay, ranges: readonly PartitionRange[], buckets: 
   const mem = new MemoryLedger();
   const out: FoldedEvent[] = [];
   await replayRanges(deps.kafka, deps.codec, ranges, (batch) => {
-    for (const { event } of batch) {
+    for (const event of batch) {
       const fx = mem.apply(event);
       if (fx && buckets.has(idBucket(event.data.eventId))) out.push({ event, postings: fx.postings });
     }

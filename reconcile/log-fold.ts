@@ -74,7 +74,7 @@ export async function foldRanges(
   const differences: Difference[] = [];
   let duplicates = 0;
   const read = await replayRanges(kafka, codec, ranges, (batch) => {
-    for (const { event } of batch) {
+    for (const event of batch) {
       const fx = mem.apply(event);
       if (!fx) {
         duplicates++;

@@ -2,10 +2,11 @@ import type pg from 'pg';
 import { account } from '../domain/accounts.ts';
 import { stateReadBy, type MemoryLedger } from '../domain/ledger.ts';
 import type { Currency } from '../domain/money.ts';
+import type { LedgerEvent } from '../domain/events.ts';
 import { creditEventIdFor } from '../domain/grants.ts';
 import { CLAIM_COLUMNS, PACKET_COLUMNS, TOKEN_COLUMNS, WITHDRAWAL_COLUMNS, claimFromRow, packetFromRow, tokenFromRow, withdrawalFromRow } from '../projections/ledger-store.ts';
 import { claimEventIdFor, refundEventIdFor, type PacketClaimRecord, type PacketRecord } from '../domain/packets.ts';
-import { positionKey, type PartitionRange, type ReplayedEvent } from './replay.ts';
+import { positionKey, type PartitionRange } from './replay.ts';
 import type { ProjectionCheck } from './projection-check.ts';
 
 /**
@@ -31,12 +32,12 @@ export class OpeningState {
   }
 
   /** Seeds `mem` with what the batch's events need from before the range. */
-  async seed(mem: MemoryLedger, batch: readonly ReplayedEvent[]): Promise<void> {
+  async seed(mem: MemoryLedger, batch: readonly LedgerEvent[]): Promise<void> {
     const tokenIds = new Set<string>();
     const withdrawalIds = new Set<string>();
     const packetIds = new Set<string>();
     const accounts = new Map<string, Currency>();
-    for (const { event } of batch) {
+    for (const event of batch) {
       const reads = stateReadBy(event);
       if (reads.token && !mem.tokens.has(reads.token)) tokenIds.add(reads.token);
       if (reads.withdrawal && !mem.withdrawals.has(reads.withdrawal)) withdrawalIds.add(reads.withdrawal);
@@ -53,7 +54,7 @@ export class OpeningState {
       if (reads.balance && !this.seededBalances.has(reads.balance) && 'currency' in d) accounts.set(reads.balance, d.currency);
     }
     const [positions, tokens, withdrawals, packets, balances] = await Promise.all([
-      this.check.positions(batch.map((e) => e.event.data.eventId)),
+      this.check.positions(batch.map((e) => e.data.eventId)),
       this.tokens([...tokenIds]),
       this.withdrawals([...withdrawalIds]),
       this.packets([...packetIds]),

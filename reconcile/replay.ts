@@ -3,15 +3,6 @@ import type { LedgerEvent } from '../domain/events.ts';
 import { AUDIT_TRAIL_FIELDS } from '../domain/events.ts';
 import { EventCodec, UndecodableMessage } from '../schemas/codec.ts';
 
-export interface ReplayedEvent {
-  topic: string;
-  partition: number;
-  offset: number;
-  /** The broker's append time, epoch ms. */
-  timestamp: number;
-  event: LedgerEvent;
-}
-
 /** Offsets [start, end) of one partition. */
 export interface PartitionRange {
   topic: string;
@@ -68,7 +59,7 @@ export async function resolveRanges(kafka: Kafka, topics: string[], range: { fro
  * fatal: the processors dead-lettered them, and the fold skips them alike.
  */
 export async function replayRanges(
-  kafka: Kafka, codec: EventCodec, ranges: readonly PartitionRange[], onBatch: (events: ReplayedEvent[]) => void | Promise<void>,
+  kafka: Kafka, codec: EventCodec, ranges: readonly PartitionRange[], onBatch: (events: LedgerEvent[]) => void | Promise<void>,
 ): Promise<{ events: number; undecodable: number }> {
   const remaining = new Map<string, PartitionRange>();
   for (const r of ranges) if (r.end > r.start) remaining.set(positionKey(r.topic, r.partition), r);
@@ -93,7 +84,7 @@ export async function replayRanges(
         if (!range) return;
         try {
           await codec.prepare(batch.messages.map((m) => m.value));
-          let out: ReplayedEvent[] = [];
+          let out: LedgerEvent[] = [];
           let finished = false;
           for (const m of batch.messages) {
             if (out.length === SLICE) {
@@ -109,7 +100,7 @@ export async function replayRanges(
               break;
             }
             try {
-              out.push({ topic: batch.topic, partition: batch.partition, offset, timestamp: Number(m.timestamp), event: codec.decodeLoaded(m.value) });
+              out.push(codec.decodeLoaded(m.value));
             } catch (err) {
               if (!(err instanceof UndecodableMessage)) throw err;
               undecodable++;
@@ -135,7 +126,7 @@ export async function replayRanges(
 
 /** Reads whole topics, from the beginning to their end as of the start of the replay. */
 export async function replayTopics(
-  kafka: Kafka, codec: EventCodec, topics: string[], onEvent: (e: ReplayedEvent) => void,
+  kafka: Kafka, codec: EventCodec, topics: string[], onEvent: (e: LedgerEvent) => void,
 ): Promise<{ events: number; undecodable: number }> {
   const ranges = await resolveRanges(kafka, topics);
   return replayRanges(kafka, codec, ranges, (batch) => batch.forEach(onEvent));

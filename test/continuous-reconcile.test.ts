@@ -41,7 +41,7 @@ t.test('the continuous reconciler checks the log in consecutive windows, keeps p
   // when the withdrawal forced one the crediting processor was also writing (the ledger
   // applies it once): the windows must read every message of the log once.
   const log: LedgerEvent[] = [];
-  await replayTopics(l.rt.kafka, l.rt.codec, [l.rt.topics.budget, l.rt.topics.wallet], (e) => void log.push(e.event));
+  await replayTopics(l.rt.kafka, l.rt.codec, [l.rt.topics.budget, l.rt.topics.wallet], (e) => void log.push(e));
   const total = log.length;
   const copies = log.filter((e, i) => log.findIndex((x) => x.data.eventId === e.data.eventId) !== i);
   t.equal(total - copies.length, 15, 'fifteen distinct events');

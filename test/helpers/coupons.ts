@@ -45,7 +45,7 @@ export const hold = (l: TestLedger, action: 'freeze' | 'unfreeze' | 'redeem', bo
 /** Every event on the wallet topic, in partition order. */
 export async function logOf(l: TestLedger): Promise<LedgerEvent[]> {
   const out: LedgerEvent[] = [];
-  await replayTopics(kafkaClient(l.rt.cfg, `${l.ns}-log`), l.rt.codec, [l.rt.topics.wallet], (e) => out.push(e.event));
+  await replayTopics(kafkaClient(l.rt.cfg, `${l.ns}-log`), l.rt.codec, [l.rt.topics.wallet], (e) => out.push(e));
   return out;
 }
 

@@ -109,11 +109,11 @@ export async function startTestLedger(
     async cleanFold() {
       const mem = new MemoryLedger();
       const kafka = kafkaClient(rt.cfg, `${ns}-fold`);
-      const ordered: { event: Parameters<MemoryLedger['apply']>[0] }[] = [];
+      const ordered: Parameters<MemoryLedger['apply']>[0][] = [];
       await replayTopics(kafka, rt.codec, [rt.topics.budget, rt.topics.wallet], (e) => ordered.push(e));
       // Funding first, as the API only grants against acknowledged funding; then wallet events in partition order.
-      for (const e of ordered.filter((o) => o.event.type === 'BudgetFunded')) mem.apply(e.event);
-      for (const e of ordered.filter((o) => o.event.type !== 'BudgetFunded')) mem.apply(e.event);
+      for (const e of ordered.filter((o) => o.type === 'BudgetFunded')) mem.apply(e);
+      for (const e of ordered.filter((o) => o.type !== 'BudgetFunded')) mem.apply(e);
       return mem;
     },
     async waitFor(what, probe, timeoutMs = 30_000) {
