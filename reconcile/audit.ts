@@ -17,7 +17,7 @@ import { matchPayouts, type ProviderPayment } from './payout-match.ts';
 import { ProjectionCheck, type Chunk, type FoldedEvent } from './projection-check.ts';
 import { WholeLogCheck } from './whole-log-check.ts';
 import { idBucket } from './digest.ts';
-import { anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow } from './log-fold.ts';
+import { FoldMerge, anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow, type MergedFold } from './log-fold.ts';
 import { OpeningState } from './opening-state.ts';
 import { positionKey, replayCodec, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
@@ -273,9 +273,13 @@ async function foldWholeLog(
       opts.onProgress?.(Math.min(done, total), total);
     };
     const [own, ...others] = splitRanges(ranges, workers.length + 1);
-    let merged = others.length > 0
-      ? mergeFolds(await Promise.all([foldRanges(deps.kafka, deps.codec, own!, progress), ...others.map((part, i) => workers[i]!.fold(part, progress))]))
-      : null;
+    let merged: MergedFold | null = null;
+    if (others.length > 0) {
+      const merge = new FoldMerge();
+      const parts = [foldRanges(deps.kafka, deps.codec, own!, progress), ...others.map((part, i) => workers[i]!.fold(part, progress))];
+      await Promise.all(parts.map((p) => p.then((outcome) => merge.add(outcome))));
+      merged = merge.result();
+    }
     if (merged && merged.differences.length > 0) merged = null;
     const threads = merged ? others.length + 1 : 1;
     if (!merged) {

@@ -126,47 +126,63 @@ export interface MergedFold extends FoldView, Pick<FoldOutcome, 'events' | 'unde
 }
 
 /**
- * Merges the folds of disjoint sets of partitions. Returns null when an event id was folded
- * in two of them: each fold applied it once, where one fold of the whole log applies it once
+ * Merges the folds of disjoint sets of partitions as each finishes (so the audit merges its
+ * own while a worker is still folding). The result is null when an event id was folded in
+ * two of them: each fold applied it once, where one fold of the whole log applies it once
  * in all; the audit then folds the whole log in one piece.
  */
-export function mergeFolds(outcomes: readonly FoldOutcome[]): MergedFold | null {
-  const applied = outcomes.map((o) => IdSet.fromData(o.applied));
-  for (let i = 0; i < applied.length; i++) for (let j = i + 1; j < applied.length; j++) if (applied[i]!.intersects(applied[j]!)) return null;
-  const withdrawals = new Map<string, WithdrawalRecord>();
-  const packets = new Map<string, PacketRecord>();
-  const packetClaims = new Map<string, PacketClaimRecord>();
-  const packetCredits = new Map<string, PacketCreditRecord>();
-  const merged: MergedFold = {
+export class FoldMerge {
+  private readonly applied: IdSet[] = [];
+  private overlap = false;
+  private readonly withdrawals = new Map<string, WithdrawalRecord>();
+  private readonly packets = new Map<string, PacketRecord>();
+  private readonly packetClaims = new Map<string, PacketClaimRecord>();
+  private readonly packetCredits = new Map<string, PacketCreditRecord>();
+  private readonly merged: MergedFold = {
     events: 0, undecodable: 0, duplicates: 0, flows: {},
     digests: { events: new Digest(), postings: new Digest(), tokens: new Digest(), withdrawals: new Digest() },
-    balances: new Map(), pendingTokens: [], tokenCount: 0, withdrawals, packets, packetClaims, packetCredits,
-    applied: { has: (id) => applied.some((s) => s.has(id)) }, differences: [],
+    balances: new Map(), pendingTokens: [], tokenCount: 0,
+    withdrawals: this.withdrawals, packets: this.packets, packetClaims: this.packetClaims, packetCredits: this.packetCredits,
+    applied: { has: (id) => this.applied.some((s) => s.has(id)) }, differences: [],
   };
-  for (const o of outcomes) {
-    merged.events += o.events;
-    merged.undecodable += o.undecodable;
-    merged.duplicates += o.duplicates;
+
+  add(o: FoldOutcome): void {
+    const applied = IdSet.fromData(o.applied);
+    if (this.applied.some((s) => s.intersects(applied))) this.overlap = true;
+    this.applied.push(applied);
+    const m = this.merged;
+    m.events += o.events;
+    m.undecodable += o.undecodable;
+    m.duplicates += o.duplicates;
     for (const [type, f] of Object.entries(o.flows)) {
-      const m = (merged.flows[type] ??= { count: 0, amount: 0 });
-      m.count += f.count;
-      m.amount += f.amount;
+      const t = (m.flows[type] ??= { count: 0, amount: 0 });
+      t.count += f.count;
+      t.amount += f.amount;
     }
-    for (const k of ['events', 'postings', 'tokens', 'withdrawals'] as const) merged.digests[k].merge(o.digests[k]);
+    for (const k of ['events', 'postings', 'tokens', 'withdrawals'] as const) m.digests[k].merge(o.digests[k]);
     for (const [account, b] of o.balances) {
-      const cur = merged.balances.get(account);
+      const cur = m.balances.get(account);
       if (cur) cur.balance += b.balance;
-      else merged.balances.set(account, { ...b });
+      else m.balances.set(account, { ...b });
     }
-    merged.pendingTokens.push(...o.pendingTokens);
-    merged.tokenCount += o.tokenCount;
-    for (const w of o.withdrawals) withdrawals.set(w.withdrawalId, w);
-    for (const p of o.packets) packets.set(p.packetId, p);
-    for (const [k, c] of o.packetClaims) packetClaims.set(k, c);
-    for (const [k, c] of o.packetCredits) packetCredits.set(k, c);
-    merged.differences.push(...o.differences);
+    m.pendingTokens.push(...o.pendingTokens);
+    m.tokenCount += o.tokenCount;
+    for (const w of o.withdrawals) this.withdrawals.set(w.withdrawalId, w);
+    for (const p of o.packets) this.packets.set(p.packetId, p);
+    for (const [k, c] of o.packetClaims) this.packetClaims.set(k, c);
+    for (const [k, c] of o.packetCredits) this.packetCredits.set(k, c);
+    m.differences.push(...o.differences);
   }
-  return merged;
+
+  result(): MergedFold | null {
+    return this.overlap ? null : this.merged;
+  }
+}
+
+export function mergeFolds(outcomes: readonly FoldOutcome[]): MergedFold | null {
+  const merge = new FoldMerge();
+  for (const o of outcomes) merge.add(o);
+  return merge.result();
 }
 
 /** Splits ranges into at most `n` groups of about equal size (by events), keeping each partition whole. */
