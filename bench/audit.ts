@@ -27,10 +27,13 @@ export interface AuditBench {
   auditSeconds: number;
   auditPeakRssMiB: number;
   rawPeakRssMiB: number;
+  /** CPU seconds of each process, all its threads (medians): the rates move with a shared host's load, this less. */
+  auditCpuSeconds: number;
+  rawCpuSeconds: number;
   rounds: { raw: number[]; audit: number[] };
 }
 
-export function child(mode: 'raw' | 'audit', env: Record<string, string>): Promise<{ events: number; ms: number; perSec: number; peakRssMiB: number; clean?: boolean }> {
+export function child(mode: 'raw' | 'audit', env: Record<string, string>): Promise<{ events: number; ms: number; perSec: number; cpuSeconds: number; peakRssMiB: number; clean?: boolean }> {
   return new Promise((resolve, reject) => {
     // Both sides run with the flags the audit command sets, so the ratio compares the work, not the heap settings.
     const flags = [...AUDIT_NODE_FLAGS, ...(process.env.BENCH_PROF && mode === 'audit' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])];
@@ -124,20 +127,21 @@ export async function prepareAuditLog(n: number): Promise<AuditLog> {
 export async function benchAudit(rounds: number): Promise<AuditBench> {
   const auditLog = await prepareAuditLog(Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000));
   try {
-    const raw: { perSec: number; peakRssMiB: number }[] = [];
-    const audit: { perSec: number; ms: number; peakRssMiB: number }[] = [];
+    const raw: { perSec: number; cpuSeconds: number; peakRssMiB: number }[] = [];
+    const audit: { perSec: number; ms: number; cpuSeconds: number; peakRssMiB: number }[] = [];
     for (let r = 0; r < rounds; r++) {
       raw.push(await child('raw', auditLog.env));
       const a = await child('audit', auditLog.env);
       if (!a.clean) throw new Error('the benchmark ledger should audit clean');
       audit.push(a);
-      log(`round ${r + 1}: audit ${a.perSec.toFixed(0)} events/s (${(a.ms / 1000).toFixed(1)} s, peak ${a.peakRssMiB} MiB); raw ${raw[r]!.perSec.toFixed(0)} events/s`);
+      log(`round ${r + 1}: audit ${a.perSec.toFixed(0)} events/s (${(a.ms / 1000).toFixed(1)} s, ${a.cpuSeconds.toFixed(1)} s CPU, peak ${a.peakRssMiB} MiB); raw ${raw[r]!.perSec.toFixed(0)} events/s (${raw[r]!.cpuSeconds.toFixed(1)} s CPU)`);
     }
     const auditPerSec = median(audit.map((a) => a.perSec));
     const rawPerSec = median(raw.map((a) => a.perSec));
     return {
       events: auditLog.events, auditPerSec, rawPerSec, ratio: auditPerSec / rawPerSec, auditSeconds: median(audit.map((a) => a.ms)) / 1000,
       auditPeakRssMiB: Math.max(...audit.map((a) => a.peakRssMiB)), rawPeakRssMiB: Math.max(...raw.map((a) => a.peakRssMiB)),
+      auditCpuSeconds: median(audit.map((a) => a.cpuSeconds)), rawCpuSeconds: median(raw.map((a) => a.cpuSeconds)),
       rounds: { raw: raw.map((a) => Math.round(a.perSec)), audit: audit.map((a) => Math.round(a.perSec)) },
     };
   } finally {

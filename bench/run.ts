@@ -196,6 +196,7 @@ async function main() {
 | payouts/s through the provider vs its configured capacity | ${payouts.perSec.toFixed(0)} | ${PAYOUT_CAPACITY} | ${(payouts.perSec / PAYOUT_CAPACITY).toFixed(2)} |
 | replay-audit events/s (whole log of ${audit.events}) vs raw kafkajs consume + Avro decode | ${audit.auditPerSec.toFixed(0)} | ${audit.rawPerSec.toFixed(0)} | ${audit.ratio.toFixed(2)} |
 | ${audit.events}-event audit: time / peak RSS (raw read: peak RSS) | ${audit.auditSeconds.toFixed(1)} s / ${audit.auditPeakRssMiB} MiB | ${audit.rawPeakRssMiB} MiB | |
+| CPU seconds of the read, all threads | ${audit.auditCpuSeconds.toFixed(1)} | ${audit.rawCpuSeconds.toFixed(1)} | ${(audit.auditCpuSeconds / audit.rawCpuSeconds).toFixed(2)}× |
 | peak RSS MiB: api / projector / load generator / payouts | ${apiPeak} / ${projectorPeak} / ${result.peakRssMiB.loadGenerator} / ${payouts.processorPeakMiB} | | |`);
 }
 
