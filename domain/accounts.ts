@@ -28,6 +28,11 @@ export const account = {
   packetEscrow: (packetId: string): string => `packet:${packetId}:escrow`,
 };
 
+/** Whether the id is an activity's budget (account.activityBudget), without parsing it: checks run over every account of a fold. */
+export function isActivityBudget(accountId: string): boolean {
+  return accountId.startsWith('activity:') && accountId.endsWith(':budget');
+}
+
 /** Accounts that may be negative. Everything else below zero is an invariant violation. */
 export function mayGoNegative(accountId: string): boolean {
   return accountId === account.companyCost() || accountId === account.payoutRecovery();

@@ -5,7 +5,7 @@ import type { Kafka } from 'kafkajs';
 import { Worker } from 'node:worker_threads';
 import { MemoryLedger, negativeBalances, type TokenRecord } from '../domain/ledger.ts';
 import type { Currency } from '../domain/money.ts';
-import { parseAccount } from '../domain/accounts.ts';
+import { isActivityBudget, parseAccount } from '../domain/accounts.ts';
 import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
@@ -166,8 +166,8 @@ export async function runAudit(auditDeps: AuditDeps, opts: AuditOptions = {}): P
     if (rangeMode) {
       for (const w of await withdrawalsAtEnd(deps.pool, check, payments.map((p) => p.payoutId).filter((id) => !ledger.has(id)))) ledger.set(w.withdrawalId, w);
     }
-    const flagIds = payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef));
-    const projectedFlags = rangeMode ? await check.positions(flagIds) : new Map();
+    // Flags raised before a range are in the projection; a whole log's are all in the fold.
+    const projectedFlags = rangeMode ? await check.positions(payments.map((p) => duplicateFlagEventIdFor(p.payoutId, p.providerRef))) : new Map();
     const found = matchPayouts({
       withdrawals: ledger, payments,
       flagged: (w, ref) => { const id = duplicateFlagEventIdFor(w, ref); return view.applied.has(id) || projectedFlags.has(id); },
@@ -374,7 +374,7 @@ async function waitForProjection(pool: pg.Pool, projector: string, ranges: reado
 async function overIssues(
   balances: FoldView['balances'], allTokens: () => Promise<TokenRecord[]>, rangeCheck: ProjectionCheck | null,
 ): Promise<Difference[]> {
-  const budgets = [...balances.keys()].filter((a) => parseAccount(a).kind === 'activity');
+  const budgets = [...balances.keys()].filter(isActivityBudget);
   const opening = rangeCheck ? await rangeCheck.sumsBefore(budgets) : new Map<string, number>();
   const out: Difference[] = [];
   // I2, the ledger's own rule for which accounts may not go negative.

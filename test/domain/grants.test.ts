@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { drawOrderNo } from '../../domain/campaigns.ts';
 import { checkGrant, grantFingerprint, tokenIdFor } from '../../domain/grants.ts';
 import { deterministicId } from '../../domain/ids.ts';
-import { parseAccount, account } from '../../domain/accounts.ts';
+import { isActivityBudget, parseAccount, account } from '../../domain/accounts.ts';
 
 const terms = { activityId: 'a1', currency: 'CNY' as const, maxSingleGrant: 1000 };
 const cmd = { activityId: 'a1', sceneId: 's', orderNo: 'o', userId: 'u', amount: 10, currency: 'CNY' };
@@ -40,4 +40,16 @@ t.test('account ids parse back', async (t) => {
   t.same(parseAccount(account.activityBudget('a1')), { kind: 'activity', ownerId: 'a1', bucket: 'budget' });
   t.same(parseAccount(account.companyCost()), { kind: 'company', ownerId: null, bucket: 'cost' });
   t.throws(() => parseAccount('nonsense'));
+});
+
+t.test('an activity budget is recognised without parsing, whatever the owner ids hold', async (t) => {
+  t.ok(isActivityBudget(account.activityBudget('a1')));
+  t.notOk(isActivityBudget(account.user('activity:a1:budget', 'pending')), 'a user named like a budget');
+  t.notOk(isActivityBudget(account.packetEscrow('activity:p')));
+  fc.assert(fc.property(fc.string(), fc.constantFrom('pending', 'available', 'withdrawing') as fc.Arbitrary<'pending'>, (id, bucket) => {
+    for (const acct of [account.activityBudget(id), account.user(id, bucket), account.packetEscrow(id), account.companyCost(), account.payoutRecovery(), account.externalPayout()]) {
+      if (isActivityBudget(acct) !== (parseAccount(acct).kind === 'activity')) return false;
+    }
+    return true;
+  }));
 });
