@@ -1,7 +1,7 @@
 // The replay-audit benchmark: a log of BENCH_AUDIT_EVENTS (1,000,000) events (fundings,
 // grants, credits, withdrawals and their settlements) is produced and projected, the
 // provider's books are filled to match, then the audit and the raw baseline (kafkajs
-// consume + Avro decode of the same topics) each read it BENCH_ROUNDS times, alternately,
+// consume + Avro decode of the same topics) each read it BENCH_AUDIT_ROUNDS (5) times, alternately,
 // each in its own process. Run alone with `tsx bench/audit.ts`, or as part of `npm run bench`.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -150,5 +150,5 @@ export async function benchAudit(rounds: number): Promise<AuditBench> {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  console.log(JSON.stringify(await benchAudit(Number(process.env.BENCH_ROUNDS ?? 3)), null, 2));
+  console.log(JSON.stringify(await benchAudit(Number(process.env.BENCH_AUDIT_ROUNDS ?? 5)), null, 2));
 }
