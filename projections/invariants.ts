@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { account, mayGoNegative, parseAccount } from '../domain/accounts.ts';
+import { account, isActivityBudget, mayGoNegative } from '../domain/accounts.ts';
 
 /**
  * The ledger's invariants, checked against the Postgres projection:
@@ -143,7 +143,7 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
   for (;;) {
     const s = await snapshot(pool);
     const negatives = s.negative.filter((n) => !mayGoNegative(n.account));
-    const budgetNegative = negatives.some((n) => parseAccount(n.account).kind === 'activity');
+    const budgetNegative = negatives.some((n) => isActivityBudget(n.account));
     if (budgetNegative && Date.now() < deadline && (await opts.budgetLag()) > 0) {
       await new Promise((r) => setTimeout(r, 200));
       continue;

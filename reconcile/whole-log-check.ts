@@ -167,12 +167,9 @@ export class WholeLogCheck {
     }
 
     // An account's bucket is a second hash of it: made only if the balances' total differs.
-    const balanceTotal = { n: 0, sum: 0 };
-    for (const [account, b] of fold.balances) {
-      balanceTotal.n++;
-      balanceTotal.sum = (balanceTotal.sum + balanceHash(account, b.currency, b.balance)) % MOD;
-    }
-    const balanceBuckets = await this.differingBy('balances', balanceTotal, () => {
+    const whole = new Digest();
+    for (const [account, b] of fold.balances) whole.add(0, balanceHash(account, b.currency, b.balance));
+    const balanceBuckets = await this.differingBy('balances', whole.total(), () => {
       const balances = new Digest();
       for (const [account, b] of fold.balances) balances.add(accountBucket(account), balanceHash(account, b.currency, b.balance));
       return balances;
