@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { readdirSync, readFileSync } from 'node:fs';
+import { logger, type Logger } from './log.ts';
 
 // bigint columns hold money; parse them as JS numbers but refuse anything unsafe.
 pg.types.setTypeParser(20, (v: string) => {
@@ -8,9 +9,20 @@ pg.types.setTypeParser(20, (v: string) => {
   return n;
 });
 
-/** A pool whose connections live in the namespace's schema. */
-export function pgPool(databaseUrl: string, schema: string, max = 10): pg.Pool {
-  return new pg.Pool({ connectionString: databaseUrl, max, options: `-c search_path=${schema}` });
+/**
+ * A pool whose connections live in the namespace's schema, and that outlives a Postgres
+ * restart. A connection that dies emits 'error' on its client, and with no listener that
+ * kills the process: pg-pool listens only while the client is idle, so a restart that lands
+ * mid-transaction (a checked-out client) would end it. Every client gets a listener from
+ * birth; the query in flight fails on its own, the dead client is discarded on release, and
+ * the next checkout connects afresh.
+ */
+export function pgPool(databaseUrl: string, schema: string, max = 10, log: Logger = logger({ lib: 'pg' })): pg.Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, options: `-c search_path=${schema}` });
+  pool.on('connect', (client) => client.on('error', (err) => log.warn('postgres connection lost', { err })));
+  // An idle client's error is re-emitted here too; the listener above has already logged it.
+  pool.on('error', () => {});
+  return pool;
 }
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);

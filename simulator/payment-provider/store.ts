@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { pgPool } from '../../infra/db.ts';
 
 export type PayoutStatus = 'succeeded' | 'rejected';
 
@@ -30,7 +31,7 @@ export class PayoutRecords {
 
   constructor(databaseUrl: string, readonly schema: string) {
     if (!/^[a-z][a-z0-9_]{0,50}$/.test(schema)) throw new Error(`bad provider schema name ${schema}`);
-    this.pool = new pg.Pool({ connectionString: databaseUrl, max: 8, options: `-c search_path=${schema}` });
+    this.pool = pgPool(databaseUrl, schema, 8);
   }
 
   async migrate(): Promise<void> {

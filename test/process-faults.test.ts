@@ -1,0 +1,92 @@
+// Processes outlive their dependencies' restarts (issue 17): a Postgres stop mid-transaction
+// and a Redis restart are survived, and the work carries on once the service is back. The
+// outages are the test's own (a proxy in front of the shared Postgres, a private Redis), so
+// nobody else's tests see them.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { startTestLedger } from './helpers/ledger.ts';
+import { issued } from './helpers/events.ts';
+import { databaseUrlVia, freePort, ownRedis, spawnBin, tcpProxy } from './helpers/outages.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('projector: Postgres stops mid-transaction and comes back; the process lives and projects everything', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const act = await l.activity({ budget: 10_000_000 });
+  const pgUrl = new URL(l.cfg.databaseUrl);
+  const proxy = await tcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  t.teardown(() => proxy.close());
+  const child = spawnBin('projector', { LEDGER_NAMESPACE: l.ns, DATABASE_URL: databaseUrlVia(l.cfg.databaseUrl, proxy.port) });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const count = async () => (await l.rt.pool.query('select count(*)::int as n from ledger_events')).rows[0].n as number;
+  await l.waitFor('the funding projected', async () => (await count()) >= 1, 60_000);
+
+  // The next thing the projector sends Postgres is a projection transaction: the stop hits it there.
+  const stopped = proxy.cutOnNextRequest();
+  const first = Array.from({ length: 200 }, (_, i) => issued(act, `u-pg-${i % 20}`, `pg-a-${i}`, 10));
+  await l.rt.publisher.publishMany('TokenIssued', first);
+  await stopped;
+  const second = Array.from({ length: 200 }, (_, i) => issued(act, `u-pg-${i % 20}`, `pg-b-${i}`, 10));
+  await l.rt.publisher.publishMany('TokenIssued', second);
+  await sleep(4_000);
+  t.equal(child.exitCode, null, 'the projector is still running while Postgres is down');
+
+  await proxy.restore();
+  const back = Date.now();
+  await l.waitFor('every token projected', async () => (await count()) === 1 + first.length + second.length, 60_000);
+  t.pass(`projection resumed ${((Date.now() - back) / 1000).toFixed(1)} s after Postgres came back`);
+  t.equal(child.exitCode, null, 'and it is still running');
+  child.kill('SIGTERM');
+  t.same(await child.exited, { code: 0, signal: null }, 'it stops cleanly on SIGTERM');
+});
+
+t.test('payment provider: Postgres restarts under its idle connections; it lives and pays again', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const pgUrl = new URL(l.cfg.databaseUrl);
+  const proxy = await tcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  t.teardown(() => proxy.close());
+  const port = await freePort();
+  const apiKey = randomBytes(16).toString('hex');
+  const child = spawnBin('payment-provider', {
+    LEDGER_NAMESPACE: l.ns, DATABASE_URL: databaseUrlVia(l.cfg.databaseUrl, proxy.port), PROVIDER_PORT: String(port), PROVIDER_API_KEY: apiKey,
+  });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const pay = (payoutId: string) => fetch(`http://127.0.0.1:${port}/v1/payouts`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ payoutId, userId: 'u-psp', amount: 100, currency: 'CNY' }),
+  }).then((r) => r.status, () => 0);
+  await l.waitFor('the provider listening', async () => (await pay('p-1')) === 201, 60_000);
+
+  await proxy.cut(); // its pool's connections are idle now
+  await sleep(1_000);
+  t.equal(child.exitCode, null, 'the provider is still running after its idle connections died');
+  t.equal(await pay('p-2'), 500, 'a payout it cannot record fails (the caller retries)');
+  await proxy.restore();
+  await l.waitFor('the provider paying again', async () => (await pay('p-2')) === 201, 30_000);
+  t.equal(child.exitCode, null, 'and it is still running');
+});
+
+t.test('crediting: Redis restarts (its data gone); the process lives and credits again', async (t) => {
+  const l = await startTestLedger(t);
+  const act = await l.activity({ budget: 10_000_000 });
+  const redis = await ownRedis();
+  t.teardown(() => redis.kill());
+  const child = spawnBin('crediting', { LEDGER_NAMESPACE: l.ns, REDIS_URL: redis.url });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const credited = async () => (await l.rt.pool.query(`select count(*)::int as n from tokens where status = 'credited'`)).rows[0].n as number;
+
+  await l.rt.publisher.publishMany('TokenIssued', Array.from({ length: 20 }, (_, i) => issued(act, `u-rd-${i}`, `rd-a-${i}`, 10)));
+  await l.waitFor('the first tokens credited', async () => (await credited()) === 20, 60_000);
+
+  await redis.kill();
+  await l.rt.publisher.publishMany('TokenIssued', Array.from({ length: 20 }, (_, i) => issued(act, `u-rd-${i}`, `rd-b-${i}`, 10)));
+  await sleep(3_000);
+  t.equal(child.exitCode, null, 'crediting is still running while Redis is down');
+  t.equal(await credited(), 20, 'and credits nothing without its rate limit');
+
+  await redis.start();
+  const back = Date.now();
+  await l.waitFor('the rest credited', async () => (await credited()) === 40, 60_000);
+  t.pass(`crediting resumed ${((Date.now() - back) / 1000).toFixed(1)} s after Redis came back`);
+  t.equal(child.exitCode, null, 'and it is still running');
+});
