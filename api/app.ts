@@ -14,6 +14,7 @@ import type { KeyObject } from 'node:crypto';
 import { adminRoutes } from './admin/routes.ts';
 import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
+import { Journal, JournalRelay } from '../infra/journal.ts';
 import { tokenSigner } from '../domain/tokens.ts';
 import type { Runtime } from '../infra/runtime.ts';
 import { packetRoutes } from './packets/routes.ts';
@@ -77,9 +78,18 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   });
 
   const activities = new ActivityCatalog(rt.pool);
-  const budget = new BudgetStore(rt.redis, rt.cfg.namespace, rt.cfg.orderRetentionSec);
+  const budget = new BudgetStore(rt.pool);
+  const journal = new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
+  // Every API instance relays the journal; instances share its shards (infra/journal.ts).
+  const relay = new JournalRelay({
+    pool: rt.pool, publisher: rt.publisher, log: rt.log, namespace: rt.cfg.namespace, shards: rt.cfg.journalShards,
+    pollMs: rt.cfg.journalPollMs, retentionSec: rt.cfg.orderRetentionSec,
+  });
+  journal.onAccepted(() => relay.wake());
+  relay.start();
+  app.addHook('onClose', () => relay.stop());
   const signer = tokenSigner(secrets.tokenSigningKeyPem, rt.cfg.tokenKeyId);
-  const grants = new GrantService({ activities, budget, signer, publisher: rt.publisher });
+  const grants = new GrantService({ activities, journal, signer });
   const settings = new WalletSettingsStore(rt.pool);
   const fence = new ProjectionFence(rt);
   app.addHook('onClose', () => fence.close());
@@ -92,9 +102,15 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
   const couponCatalog = new CouponCatalog(rt.pool, rt.cfg.couponStockBuckets);
   const draws = new DrawService({
-    catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), budget, grants, coupons, publisher: rt.publisher,
+    catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), journal, grants, coupons,
     settle: async () => {
       await new Promise((r) => setTimeout(r, rt.cfg.drawRestoreGraceMs));
+      // Wins the journal accepted must be in the log before the projection is read.
+      const settledAt = Date.now();
+      while (!(await journal.producedUpTo(settledAt))) {
+        if (Date.now() - settledAt > rt.cfg.drawRestoreWaitMs) throw new Error('the command journal is not draining');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await fence.catchUpAll(Date.now() + rt.cfg.drawRestoreWaitMs);
     },
     consumption: (activityId, childId) => consumptionOf(rt.pool, activityId, childId),
@@ -123,7 +139,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   });
   await app.register(packetRoutes, { packets, reader: packetReader, grabs });
   await app.register(adminRoutes, {
-    adminToken: secrets.adminToken, activities, budget, publisher: rt.publisher, settings,
+    adminToken: secrets.adminToken, activities, budget, journal, settings,
     invariants: () => checkInvariants(rt.pool, { budgetLag: () => fence.lag(rt.topics.budget) }), pool: rt.pool,
     campaigns: { store: campaignStore, catalog, knownPacks: (ids) => couponCatalog.knownPacks(ids) },
     coupons: { catalog: couponCatalog, reader: couponReader },

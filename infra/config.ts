@@ -84,6 +84,10 @@ export interface Config {
   /** The wallet's coupon list answers from its last cached view when the projection is slower than this. */
   couponQueryTimeoutMs: number;
   couponViewCacheSec: number;
+  /** The command journal: how many relay shards (fixed for a namespace: a key's events keep their order within its shard), how often an idle relay looks for work, the most commands one group commit carries. */
+  journalShards: number;
+  journalPollMs: number;
+  journalBatch: number;
 }
 
 function int(name: string, fallback: number): number {
@@ -147,6 +151,9 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     couponOutboxSweepMs: int('COUPON_OUTBOX_SWEEP_MS', 5000),
     couponQueryTimeoutMs: int('COUPON_QUERY_TIMEOUT_MS', 300),
     couponViewCacheSec: int('COUPON_VIEW_CACHE_SEC', 86_400),
+    journalShards: int('JOURNAL_SHARDS', 16),
+    journalPollMs: int('JOURNAL_POLL_MS', 100),
+    journalBatch: int('JOURNAL_BATCH', 200),
     ...overrides,
     namespace,
   };

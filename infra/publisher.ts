@@ -44,14 +44,28 @@ export class EventPublisher {
 
   /** Resolves once the event is acknowledged by all in-sync replicas. */
   async publish<K extends EventType>(type: K, data: EventMap[K]): Promise<void> {
+    const { topic, msg } = await this.encoded(type, data);
+    await this.producer.send(topic, msg);
+  }
+
+  private async encoded<K extends EventType>(type: K, data: EventMap[K]) {
     const { topic, key, partitionKey } = routeOf(this.topics, type, data);
     const value = await this.codec.encode(topic, type, data);
     const headers = { 'event-type': type, 'event-id': data.eventId, ...(partitionKey === undefined ? {} : { [PARTITION_KEY_HEADER]: partitionKey }) };
-    await this.producer.send(topic, { key, value, headers });
+    return { topic, msg: { key, value, headers } };
   }
 
   async publishEvent(event: LedgerEvent): Promise<void> {
     await this.publish(event.type, event.data as never);
+  }
+
+  /**
+   * Produces events in the given order: every one is encoded first, then all are queued on
+   * the producer together, which keeps the queue's order within each partition.
+   */
+  async publishInOrder(events: readonly LedgerEvent[]): Promise<void> {
+    const encoded = await Promise.all(events.map((e) => this.encoded(e.type, e.data as never)));
+    await Promise.all(encoded.map(({ topic, msg }) => this.producer.send(topic, msg)));
   }
 
   async publishMany<K extends EventType>(type: K, items: EventMap[K][]): Promise<void> {

@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { fundingEventIdFor } from '../../domain/grants.ts';
 import type { ActivityCatalog } from '../../infra/activities.ts';
 import type { BudgetStore } from '../../infra/budget.ts';
-import type { EventPublisher } from '../../infra/publisher.ts';
+import type { Journal } from '../../infra/journal.ts';
+import { journaled } from '../journaled.ts';
 import { ApiError, errorResponse } from '../errors.ts';
 import { signaturesEqual } from '../auth/upstream-signature.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
@@ -24,14 +25,15 @@ const activityParams = {
 
 /**
  * Operator routes: define an activity's terms and fund its budget. Guarded by the admin
- * bearer token. Funding is produced to Kafka first and added to the Redis budget only
- * after Kafka acknowledged it, so the spendable budget can never exceed the ledger's.
+ * bearer token. A funding's BudgetFunded event and the budget it adds commit together in the
+ * command journal, once per funding id for ever, so the spendable budget never exceeds the
+ * ledger's and a funding re-posted at any time adds nothing.
  */
 export interface AdminDeps {
   adminToken: string;
   activities: ActivityCatalog;
   budget: BudgetStore;
-  publisher: EventPublisher;
+  journal: Journal;
   settings: WalletSettingsStore;
   invariants(): Promise<InvariantReport>;
   pool: pg.Pool;
@@ -40,7 +42,7 @@ export interface AdminDeps {
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminDeps> =
-  async (app, { adminToken, activities, budget, publisher, settings, invariants, pool, campaigns, coupons }) => {
+  async (app, { adminToken, activities, budget, journal, settings, invariants, pool, campaigns, coupons }) => {
     app.addHook('onRequest', async (req) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ') || !signaturesEqual(auth.slice(7), adminToken)) {
@@ -91,19 +93,19 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
         const terms = await activities.get(activityId);
         if (!terms) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${activityId}".`);
         if (terms.currency !== req.body.currency) throw new ApiError(422, 'CURRENCY_MISMATCH', `Activity ${activityId} is funded in ${terms.currency}.`);
-        const claim = await budget.claimFunding(activityId, req.body.fundingId, req.body.amount);
-        if (claim === 'conflict') {
+        const eventId = fundingEventIdFor(activityId, req.body.fundingId);
+        const r = await journaled(() => journal.accept<{ amount: number }>({
+          key: `funding:${eventId}`,
+          events: [{ type: 'BudgetFunded', data: {
+            eventId, occurredAt: Date.now(), activityId, traceId: randomUUID(), fundingId: req.body.fundingId, amount: req.body.amount, currency: terms.currency, fundedBy: 'admin',
+          } }],
+          answer: { amount: req.body.amount },
+          fund: { activityId, fundingId: req.body.fundingId, amount: req.body.amount },
+        }), 'The funding could not be recorded right now; retry with the same fundingId.');
+        if (r.outcome === 'existing' && r.answer.amount !== req.body.amount) {
           throw new ApiError(409, 'FUNDING_CONFLICT', `Funding ${req.body.fundingId} was already used with a different amount; a funding id identifies one funding.`);
         }
-        try {
-          await publisher.publish('BudgetFunded', {
-            eventId: fundingEventIdFor(activityId, req.body.fundingId), occurredAt: Date.now(), activityId,
-            traceId: randomUUID(), fundingId: req.body.fundingId, amount: req.body.amount, currency: terms.currency, fundedBy: 'admin',
-          });
-        } catch {
-          throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The funding could not be recorded right now; retry with the same fundingId.');
-        }
-        const added = await budget.fund(activityId, req.body.fundingId, req.body.amount);
+        const added = r.outcome === 'accepted';
         const snap = await budget.snapshot(activityId);
         return reply.status(added ? 201 : 200).send({ activityId, fundingId: req.body.fundingId, added, funded: snap.funded, reserved: snap.reserved });
       },

@@ -6,8 +6,9 @@ import {
 import type { GoodsGranted, LotteryDrawn, TokenIssued } from '../../domain/events.ts';
 import type { CampaignCatalog, CampaignStore } from '../../infra/campaign-store.ts';
 import type { DrawQuotas, DrawRecord, Consumption } from '../../infra/draw-quotas.ts';
-import type { BudgetStore } from '../../infra/budget.ts';
-import type { EventPublisher } from '../../infra/publisher.ts';
+import type { Journal } from '../../infra/journal.ts';
+import type { LedgerEvent } from '../../domain/events.ts';
+import { journaled } from '../journaled.ts';
 import type { GrantAudit, GrantService } from '../grants/service.ts';
 import { ApiError } from '../errors.ts';
 import type { CouponCommands } from '../../infra/coupon-store.ts';
@@ -24,15 +25,19 @@ export interface DrawAnswer {
   };
 }
 
+/** What the journal remembers of a draw: who it was for, and its answer. */
+interface DrawRecordAnswer { fingerprint: string; body: DrawAnswer['body'] }
+
+export const drawCommandKey = (drawEventId: string) => `draw:${drawEventId}`;
+
 export interface DrawDeps {
   catalog: CampaignCatalog;
   store: CampaignStore;
   quotas: DrawQuotas;
-  budget: BudgetStore;
+  journal: Journal;
   grants: GrantService;
   /** Coupon prizes are gift packs granted through the coupon command side. */
   coupons: CouponCommands;
-  publisher: EventPublisher;
   /** Lets draws in flight when Redis lost its counters land in the log, then catches the projection up. */
   settle(): Promise<void>;
   consumption(activityId: string, childId: string): Promise<Consumption>;
@@ -141,21 +146,17 @@ export class DrawService {
     const traceId = audit.traceId ?? randomUUID();
     const orderNo = drawOrderNo(cmd.drawId);
     let grant: { type: 'TokenIssued'; event: TokenIssued; token: string } | { type: 'GoodsGranted'; event: GoodsGranted } | { type: 'GiftPackGranted'; event: { eventId: string; grantId: string } } | null = null;
+    const commandKey = drawCommandKey(drawEventIdFor(cmd.activityId, cmd.drawId));
+    if (!replayed && prize && scene.awardType === 'coupon') {
+      // Redis did not know this draw; the journal may (Redis lost it). Its first answer stands,
+      // and is checked before a gift pack is granted for what may be another prize.
+      const first = await this.deps.journal.answerOf<DrawRecordAnswer>(commandKey);
+      if (first) return this.firstAnswer(cmd, record, prize, first);
+    }
     if (prize && scene.awardType === 'cash') {
-      const reservedAs = `draw:${record.fingerprint}`;
-      const r = await this.deps.budget.reserve(child.ledgerActivityId, orderNo, prize.amount, reservedAs, record.at);
-      if (r.outcome === 'exhausted') {
-        if (!(await this.deps.quotas.release(cmd.activityId, child.childId, cmd.drawId, cmd.userId, prize.prizeId, record.at))) {
-          // The draw is no longer that win (its record expired or changed meanwhile): drawing again could loop.
-          throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The draw could not be completed right now; retry with the same drawId.');
-        }
-        return null;
-      }
-      // Draw order numbers are reserved (checkGrant), so the reservation can only be this draw's.
-      if (r.fingerprint !== reservedAs) throw new Error(`order ${orderNo} of ${child.ledgerActivityId} was reserved by something other than draw ${cmd.drawId}`);
       const t = this.deps.grants.tokenOf(
         { activityId: child.ledgerActivityId, sceneId: scene.sceneId, orderNo, userId: cmd.userId, amount: prize.amount, currency: campaign.currency },
-        campaign.currency, r.issuedAt, { ...audit, traceId },
+        campaign.currency, record.at, { ...audit, traceId },
       );
       grant = { type: 'TokenIssued', event: t.event, token: t.token };
     } else if (prize && scene.awardType === 'coupon') {
@@ -188,32 +189,56 @@ export class DrawService {
       currency: campaign.currency, itemId: prize?.itemId ?? '', quantity: prize?.quantity ?? 0, fulfilmentId: grant?.event.eventId ?? '',
       requestedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
     };
-    try {
-      await Promise.all([
-        this.deps.publisher.publish('LotteryDrawn', drawn),
-        grant?.type === 'TokenIssued' ? this.deps.publisher.publish('TokenIssued', grant.event) : null,
-        grant?.type === 'GoodsGranted' ? this.deps.publisher.publish('GoodsGranted', grant.event) : null,
-      ]);
-    } catch {
-      // The draw stays decided in Redis: a retry with the same drawId re-produces these same events.
-      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The draw could not be recorded right now; retry with the same drawId.');
-    }
-    return {
-      replayed,
-      body: {
-        drawId: cmd.drawId, activityId: cmd.activityId, childId: child.childId, stage: child.stage, sceneId: scene.sceneId, userId: cmd.userId,
-        outcome: record.outcome, ...(record.reason === '' ? {} : { reason: record.reason }), configVersion: record.configVersion, drawnAt: new Date(record.at).toISOString(),
-        ...(prize ? {
-          prize: {
-            prizeId: prize.prizeId, name: prize.name, awardType: scene.awardType, statementText: scene.statementText,
-            ...(scene.awardType === 'cash' ? { amount: prize.amount, currency: campaign.currency } : { itemId: prize.itemId, quantity: prize.quantity }),
-          },
-        } : {}),
-        ...(grant?.type === 'TokenIssued' ? { token: { tokenId: grant.event.tokenId, token: grant.token } } : {}),
-        ...(grant?.type === 'GoodsGranted' ? { goodsGrantId: grant.event.grantId } : {}),
-        ...(grant?.type === 'GiftPackGranted' ? { giftPackGrantId: grant.event.grantId } : {}),
-      },
+    const body: DrawAnswer['body'] = {
+      drawId: cmd.drawId, activityId: cmd.activityId, childId: child.childId, stage: child.stage, sceneId: scene.sceneId, userId: cmd.userId,
+      outcome: record.outcome, ...(record.reason === '' ? {} : { reason: record.reason }), configVersion: record.configVersion, drawnAt: new Date(record.at).toISOString(),
+      ...(prize ? {
+        prize: {
+          prizeId: prize.prizeId, name: prize.name, awardType: scene.awardType, statementText: scene.statementText,
+          ...(scene.awardType === 'cash' ? { amount: prize.amount, currency: campaign.currency } : { itemId: prize.itemId, quantity: prize.quantity }),
+        },
+      } : {}),
+      ...(grant?.type === 'TokenIssued' ? { token: { tokenId: grant.event.tokenId, token: grant.token } } : {}),
+      ...(grant?.type === 'GoodsGranted' ? { goodsGrantId: grant.event.grantId } : {}),
+      ...(grant?.type === 'GiftPackGranted' ? { giftPackGrantId: grant.event.grantId } : {}),
     };
+    // The draw, its outcome and its award commit together in the journal: a draw id is one
+    // outcome for as long as the journal remembers it, whatever Redis remembers.
+    const events: LedgerEvent[] = [
+      ...(grant?.type === 'TokenIssued' ? [{ type: 'TokenIssued' as const, data: grant.event }] : []),
+      ...(grant?.type === 'GoodsGranted' ? [{ type: 'GoodsGranted' as const, data: grant.event }] : []),
+      { type: 'LotteryDrawn', data: drawn },
+    ];
+    const r = await journaled(() => this.deps.journal.accept<DrawRecordAnswer>({
+      key: commandKey, events, answer: { fingerprint: record.fingerprint, body },
+      ...(grant?.type === 'TokenIssued' ? { reserve: { activityId: child.ledgerActivityId, amount: grant.event.amount } } : {}),
+    }), 'The draw could not be recorded right now; retry with the same drawId.');
+    if (r.outcome === 'exhausted') {
+      // The cash prize found no budget: its unit goes back and the draw picks again without it.
+      if (!(await this.deps.quotas.release(cmd.activityId, child.childId, cmd.drawId, cmd.userId, prize!.prizeId, record.at))) {
+        // The draw is no longer that win (its record expired or changed meanwhile): drawing again could loop.
+        throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The draw could not be completed right now; retry with the same drawId.');
+      }
+      return null;
+    }
+    if (r.outcome === 'existing') return this.firstAnswer(cmd, replayed ? null : record, prize, r.answer);
+    return { replayed, body };
+  }
+
+  /**
+   * The journal's first answer to a draw id. When this attempt drew afresh because Redis had
+   * lost the draw, the unit it took goes back: the draw was already made, once.
+   */
+  private async firstAnswer(cmd: DrawCommand, fresh: DrawRecord | null, prize: Prize | undefined, first: DrawRecordAnswer): Promise<DrawAnswer> {
+    if (first.fingerprint !== drawFingerprint(cmd)) {
+      throw new ApiError(409, 'DRAW_CONFLICT', `Draw ${cmd.drawId} was already made for another user or scene; a draw id identifies one draw.`);
+    }
+    // The same decision (a concurrent retry's journal entry won the race) keeps its unit; a
+    // decision made afresh because Redis had lost the draw gives its unit back.
+    if (fresh && prize && fresh.outcome === 'won' && first.body.drawnAt !== new Date(fresh.at).toISOString()) {
+      await this.deps.quotas.release(cmd.activityId, first.body.childId, cmd.drawId, cmd.userId, prize.prizeId, fresh.at);
+    }
+    return { replayed: true, body: first.body };
   }
 
   private async versionOf(current: Campaign, version: number, childId: string): Promise<{ campaign: Campaign; child: Child }> {

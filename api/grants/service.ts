@@ -4,9 +4,14 @@ import type { TokenIssued } from '../../domain/events.ts';
 import type { Currency } from '../../domain/money.ts';
 import type { TokenSigner } from '../../domain/tokens.ts';
 import type { ActivityCatalog } from '../../infra/activities.ts';
-import type { BudgetStore } from '../../infra/budget.ts';
-import type { EventPublisher } from '../../infra/publisher.ts';
+import type { Journal } from '../../infra/journal.ts';
+import { journaled } from '../journaled.ts';
 import { ApiError } from '../errors.ts';
+
+/** What the journal remembers of a grant: enough to rebuild its first answer. */
+interface GrantRecord { fingerprint: string; issuedAt: number }
+
+export const grantCommandKey = (tokenId: string) => `grant:${tokenId}`;
 
 export interface GrantAudit {
   grantedBy: string;
@@ -24,14 +29,15 @@ export interface GrantAnswer {
 }
 
 /**
- * Accepts a cash grant: validate, reserve budget and the order number atomically, sign the
- * token, and produce TokenIssued. A retry of an order (same fingerprint) gets the same
- * token (Ed25519 is deterministic over the same claims) and re-produces the same event,
- * which the ledger applies once; so a crash anywhere in between is healed by the retry.
+ * Accepts a cash grant: validate, sign the token, and journal the grant (infra/journal.ts):
+ * its budget, its order number and its TokenIssued event commit together in Postgres before
+ * the answer, and the relay produces the event. A retry of an order gets the first answer
+ * (the same token: Ed25519 is deterministic over the same claims) for as long as the journal
+ * remembers the order, whatever Redis or Kafka are doing.
  */
 export class GrantService {
   constructor(private readonly deps: {
-    activities: ActivityCatalog; budget: BudgetStore; signer: TokenSigner; publisher: EventPublisher; now?: () => number;
+    activities: ActivityCatalog; journal: Journal; signer: TokenSigner; now?: () => number;
   }) {}
 
   async grant(cmd: GrantCommand, audit: GrantAudit): Promise<GrantAnswer> {
@@ -41,27 +47,25 @@ export class GrantService {
     if (rejection) throw new ApiError(422, rejection.code, rejection.message);
 
     const fingerprint = grantFingerprint(cmd);
-    const now = (this.deps.now ?? Date.now)();
-    const r = await this.deps.budget.reserve(cmd.activityId, cmd.orderNo, cmd.amount, fingerprint, now);
+    const issuedAt = (this.deps.now ?? Date.now)();
+    const made = this.tokenOf(cmd, terms.currency, issuedAt, audit);
+    const r = await journaled(() => this.deps.journal.accept<GrantRecord>({
+      key: grantCommandKey(made.tokenId), events: [{ type: 'TokenIssued', data: made.event }], answer: { fingerprint, issuedAt },
+      reserve: { activityId: cmd.activityId, amount: cmd.amount },
+    }), 'The grant could not be recorded right now; retry with the same orderNo.');
     if (r.outcome === 'exhausted') {
       throw new ApiError(409, 'BUDGET_EXHAUSTED', `Activity ${cmd.activityId} has ${r.remaining} fen of budget left, less than the ${cmd.amount} requested.`, { remaining: r.remaining });
     }
-    if (r.fingerprint !== fingerprint) {
+    if (r.outcome === 'existing' && r.answer.fingerprint !== fingerprint) {
       throw new ApiError(409, 'ORDER_CONFLICT', `Order ${cmd.orderNo} was already used for a different grant; an order number identifies one grant.`);
     }
-
-    const { tokenId, token, event } = this.tokenOf(cmd, terms.currency, r.issuedAt, audit);
-    try {
-      await this.deps.publisher.publish('TokenIssued', event);
-    } catch {
-      // The reservation stays: a retry with the same order number finds it and publishes.
-      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The grant could not be recorded right now; retry with the same orderNo.');
-    }
+    const first = r.outcome === 'existing' ? r.answer.issuedAt : issuedAt;
+    const { tokenId, token } = first === issuedAt ? made : this.tokenOf(cmd, terms.currency, first, audit);
     return {
       replayed: r.outcome === 'existing',
       body: {
         tokenId, token, status: 'pending', userId: cmd.userId, activityId: cmd.activityId, orderNo: cmd.orderNo,
-        amount: cmd.amount, currency: terms.currency, issuedAt: new Date(r.issuedAt).toISOString(),
+        amount: cmd.amount, currency: terms.currency, issuedAt: new Date(first).toISOString(),
       },
     };
   }

@@ -1,0 +1,241 @@
+import type pg from 'pg';
+import type { LedgerEvent } from '../domain/events.ts';
+import type { Topics } from './config.ts';
+import { routeOf, type EventPublisher } from './publisher.ts';
+import type { Logger } from './log.ts';
+
+/**
+ * The command journal (QQ's "klog"), in Postgres. A command is accepted when its decision,
+ * its answer and the events it must produce commit together (infra/migrations/008_journal.sql,
+ * `journal_accept`); the answer is sent after that commit, and the relay below produces the
+ * events to Kafka afterwards. So a Kafka outage delays events and loses none, a SIGKILL of
+ * the API loses nothing it answered, and a retry of the same command (order number, draw id,
+ * funding id) gets its first answer for as long as the journal keeps it — whatever Redis
+ * remembers.
+ *
+ * Written by hand rather than with a queue library: the guarantee is that the budget check,
+ * the order memory and the events commit in one Postgres transaction, and that commits are
+ * shared by concurrent requests (group commit), which no library here gives.
+ */
+export interface JournalCommand<A> {
+  /** One command, one answer: e.g. `grant:<tokenId>`. */
+  key: string;
+  /** Produced in this order by the relay; they share their order key (user, sender, activity). */
+  events: LedgerEvent[];
+  /** What this command and every retry of it are told. */
+  answer: A;
+  /** Budget this command spends; refused (exhausted) when the activity cannot cover it. */
+  reserve?: { activityId: string; amount: number };
+  /** Budget this command adds, once per funding id for ever. */
+  fund?: { activityId: string; fundingId: string; amount: number };
+}
+
+export type Acceptance<A> =
+  | { outcome: 'accepted' }
+  | { outcome: 'existing'; answer: A }
+  | { outcome: 'exhausted'; remaining: number };
+
+/** The journal could not be written: nothing was accepted, and the caller answers 503. */
+export class JournalUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`the command journal could not be written: ${(cause as Error)?.message ?? cause}`, { cause });
+  }
+}
+
+interface Pending { cmd: JournalCommand<unknown>; shard: number; resolve(a: Acceptance<unknown>): void; reject(e: unknown): void }
+
+/** The relay shard of an order key: a fixed string hash, so every instance agrees. */
+export function shardOf(orderKey: string, shards: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < orderKey.length; i++) h = Math.imul(h ^ orderKey.charCodeAt(i), 16777619);
+  return (h >>> 0) % shards;
+}
+
+export class Journal {
+  private queue: Pending[] = [];
+  private inFlight = 0;
+  private readonly listeners: (() => void)[] = [];
+
+  constructor(private readonly deps: {
+    pool: pg.Pool; topics: Topics; shards: number; maxBatch: number;
+    /** Concurrent group commits; batches for different budgets run side by side. */
+    maxInFlight?: number;
+  }) {}
+
+  /** Called after each commit that accepted something (the local relay wakes at once). */
+  onAccepted(fn: () => void): void {
+    this.listeners.push(fn);
+  }
+
+  accept<A>(cmd: JournalCommand<A>): Promise<Acceptance<A>> {
+    if (cmd.events.length === 0) return Promise.reject(new Error(`command ${cmd.key} has no events`));
+    const first = cmd.events[0]!;
+    const route = routeOf(this.deps.topics, first.type, first.data as never);
+    const shard = shardOf(route.partitionKey ?? route.key, this.deps.shards);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ cmd, shard, resolve: resolve as Pending['resolve'], reject });
+      this.pump();
+    });
+  }
+
+  /** The first answer of a command, if the journal has it. */
+  async answerOf<A>(key: string): Promise<A | undefined> {
+    const { rows } = await this.deps.pool.query<{ answer: A }>('select answer from journal where command_key = $1', [key]);
+    return rows[0]?.answer;
+  }
+
+  private pump(): void {
+    // Requests arriving while a commit is in flight wait for the next one and share it.
+    while (this.queue.length > 0 && this.inFlight < (this.deps.maxInFlight ?? 2)) {
+      const batch = this.queue.splice(0, this.deps.maxBatch);
+      this.inFlight++;
+      void this.commit(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const payload = batch.map(({ cmd, shard }) => ({
+      key: cmd.key, shard, events: cmd.events, answer: cmd.answer,
+      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}),
+    }));
+    let results: Acceptance<unknown>[];
+    try {
+      const { rows } = await this.deps.pool.query<{ r: Acceptance<unknown>[] }>('select journal_accept($1::jsonb) as r', [JSON.stringify(payload)]);
+      results = rows[0]!.r;
+    } catch (err) {
+      const failure = new JournalUnavailable(err);
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i]!));
+    if (results.some((r) => r.outcome === 'accepted')) for (const fn of this.listeners) fn();
+  }
+
+  /** Unproduced commands and the age of the oldest, for metrics and health. */
+  async depth(): Promise<{ unproduced: number; oldestAgeMs: number }> {
+    const { rows } = await this.deps.pool.query<{ n: number; age: number | null }>(
+      `select count(*)::int as n, (extract(epoch from now() - min(accepted_at)) * 1000)::float8 as age from journal where produced_at is null`,
+    );
+    return { unproduced: rows[0]!.n, oldestAgeMs: rows[0]!.age ?? 0 };
+  }
+
+  /** Whether every command accepted up to `at` (ms) has been produced. */
+  async producedUpTo(at: number): Promise<boolean> {
+    const { rows } = await this.deps.pool.query<{ pending: boolean }>(
+      'select exists (select 1 from journal where produced_at is null and accepted_at <= $1) as pending', [new Date(at).toISOString()],
+    );
+    return !rows[0]!.pending;
+  }
+}
+
+/**
+ * Produces journaled events to Kafka. Any number of instances may run: each round takes the
+ * shards no other instance is relaying (transaction-scoped advisory locks), produces their
+ * unproduced commands in journal order, and marks them produced in the same transaction, so
+ * a key's events keep their order and a crash only re-produces what was not marked (the
+ * events' derived ids make the copy harmless). A produce that fails rolls back and is tried
+ * again after a backoff: nothing is lost while Kafka is down.
+ */
+export class JournalRelay {
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private woken = false;
+  private lastPrune = 0;
+  private readonly lockSpace: number;
+
+  constructor(private readonly deps: {
+    pool: pg.Pool; publisher: EventPublisher; log: Logger; namespace: string; shards: number; pollMs: number;
+    batch?: number; retentionSec: number;
+  }) {
+    this.lockSpace = shardOf(`${deps.namespace}:journal-relay`, 2 ** 31 - 1);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Another commit is waiting: skip the poll interval. */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 0;
+    while (this.running) {
+      let relayed = 0;
+      try {
+        relayed = await this.relayOnce();
+        backoff = 0;
+        if (Date.now() - this.lastPrune > 60_000) await this.prune();
+      } catch (err) {
+        backoff = Math.min(5_000, Math.max(100, backoff * 2));
+        this.deps.log.warn('journal relay could not produce; the journal keeps the events', { err, retryInMs: backoff });
+      }
+      if (relayed >= (this.deps.batch ?? 1000) && backoff === 0) continue;
+      if (this.woken && backoff === 0) {
+        this.woken = false;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, backoff || this.deps.pollMs);
+        this.wakeUp = () => { clearTimeout(timer); resolve(); };
+      });
+      this.wakeUp = null;
+      this.woken = false;
+    }
+  }
+
+  /** One round: returns how many commands it produced. */
+  async relayOnce(): Promise<number> {
+    const client = await this.deps.pool.connect();
+    let done = false;
+    try {
+      await client.query('begin');
+      const { rows: shards } = await client.query<{ s: number }>(
+        'select s from generate_series(0, $1::int - 1) s where pg_try_advisory_xact_lock($2::int, s)', [this.deps.shards, this.lockSpace],
+      );
+      if (shards.length === 0) {
+        await client.query('commit');
+        done = true;
+        return 0;
+      }
+      const { rows } = await client.query<{ seq: string; events: LedgerEvent[] }>(
+        'select seq, events from journal where produced_at is null and shard = any($1::smallint[]) order by seq limit $2',
+        [shards.map((r) => r.s), this.deps.batch ?? 1000],
+      );
+      if (rows.length > 0) {
+        await this.deps.publisher.publishInOrder(rows.flatMap((r) => r.events));
+        await client.query('update journal set produced_at = now() where seq = any($1::bigint[])', [rows.map((r) => r.seq)]);
+      }
+      await client.query('commit');
+      done = true;
+      return rows.length;
+    } finally {
+      if (!done) await client.query('rollback').catch(() => {});
+      // A connection that failed mid-round is not given back to the pool.
+      client.release(done ? undefined : true);
+    }
+  }
+
+  /** Forgets produced commands older than the retention (order numbers are remembered that long). */
+  private async prune(): Promise<void> {
+    this.lastPrune = Date.now();
+    await this.deps.pool.query(
+      `delete from journal where seq in (select seq from journal where produced_at < now() - make_interval(secs => $1::double precision) limit 10000)`,
+      [this.deps.retentionSec],
+    );
+  }
+}
