@@ -128,7 +128,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     await upstream.register(couponRoutes, { commands: coupons, activities, holdDefaultMs: rt.cfg.couponHoldDefaultMs, holdMaxMs: rt.cfg.couponHoldMaxMs });
   });
   const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
-  const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, settings, fence, reader: wallets });
+  const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, journal, settings, fence, reader: wallets });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
   await app.register(walletRoutes, { wallets, withdrawals });
   await app.register(walletCouponRoutes, { commands: coupons, reader: couponReader });

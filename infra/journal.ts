@@ -69,13 +69,40 @@ export class Journal {
 
   accept<A>(cmd: JournalCommand<A>): Promise<Acceptance<A>> {
     if (cmd.events.length === 0) return Promise.reject(new Error(`command ${cmd.key} has no events`));
-    const first = cmd.events[0]!;
-    const route = routeOf(this.deps.topics, first.type, first.data as never);
-    const shard = shardOf(route.partitionKey ?? route.key, this.deps.shards);
+    const shard = this.shardOfCommand(cmd);
     return new Promise((resolve, reject) => {
       this.queue.push({ cmd, shard, resolve: resolve as Pending['resolve'], reject });
       this.pump();
     });
+  }
+
+  /**
+   * Journals one command inside the caller's transaction, for a decision that must commit
+   * with rows of its own (a withdrawal's request under the user's lock). Not group-committed:
+   * the caller's transaction is the unit. The relay is woken after the caller commits.
+   */
+  async acceptIn<A>(client: pg.PoolClient, cmd: JournalCommand<A>): Promise<Acceptance<A>> {
+    const shard = this.shardOfCommand(cmd);
+    const { rows } = await client.query<{ r: Acceptance<A>[] }>('select journal_accept($1::jsonb) as r', [JSON.stringify([this.rowOf(cmd, shard)])]);
+    return rows[0]!.r[0]!;
+  }
+
+  /** Wakes the local relay after a caller's own transaction committed a command. */
+  committed(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  private shardOfCommand(cmd: JournalCommand<unknown>): number {
+    const first = cmd.events[0]!;
+    const route = routeOf(this.deps.topics, first.type, first.data as never);
+    return shardOf(route.partitionKey ?? route.key, this.deps.shards);
+  }
+
+  private rowOf(cmd: JournalCommand<unknown>, shard: number) {
+    return {
+      key: cmd.key, shard, events: cmd.events, answer: cmd.answer,
+      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}),
+    };
   }
 
   /** The first answer of a command, if the journal has it. */
@@ -97,10 +124,7 @@ export class Journal {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
-    const payload = batch.map(({ cmd, shard }) => ({
-      key: cmd.key, shard, events: cmd.events, answer: cmd.answer,
-      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}),
-    }));
+    const payload = batch.map(({ cmd, shard }) => this.rowOf(cmd, shard));
     let results: Acceptance<unknown>[];
     try {
       const { rows } = await this.deps.pool.query<{ r: Acceptance<unknown>[] }>('select journal_accept($1::jsonb) as r', [JSON.stringify(payload)]);
@@ -111,7 +135,7 @@ export class Journal {
       return;
     }
     batch.forEach((p, i) => p.resolve(results[i]!));
-    if (results.some((r) => r.outcome === 'accepted')) for (const fn of this.listeners) fn();
+    if (results.some((r) => r.outcome === 'accepted')) this.committed();
   }
 
   /** Unproduced commands and the age of the oldest, for metrics and health. */

@@ -6,6 +6,7 @@ import type { WithdrawalRequested } from '../../domain/events.ts';
 import type { Currency } from '../../domain/money.ts';
 import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
+import type { Journal } from '../../infra/journal.ts';
 import { ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import { ApiError } from '../errors.ts';
@@ -24,8 +25,10 @@ interface RequestRow { withdrawal_id: string; user_id: string; amount: number; c
 
 /**
  * Withdraw: force-credit the user's pending tokens ahead of the crediting backlog, then,
- * under a per-user lock, check the spendable balance, record the request and produce
- * WithdrawalRequested (available → withdrawing; also the payout request).
+ * under a per-user lock, check the spendable balance and record the request together with
+ * its WithdrawalRequested event (available → withdrawing; also the payout request) in the
+ * command journal, whose relay produces it. An accepted withdrawal therefore reaches the
+ * ledger whether or not Kafka is up when it is accepted, and never holds money stranded.
  *
  * The spendable balance and the lock are shared with every other debit (see debits.ts), so a
  * withdrawal and a red packet cannot both spend one balance either.
@@ -34,7 +37,7 @@ export class WithdrawalService {
   private readonly debits: WalletDebits;
 
   constructor(private readonly deps: {
-    pool: pg.Pool; publisher: EventPublisher; settings: WalletSettingsStore; fence: ProjectionFence; reader: WalletReader;
+    pool: pg.Pool; publisher: EventPublisher; journal: Journal; settings: WalletSettingsStore; fence: ProjectionFence; reader: WalletReader;
     /** How long a withdrawal may wait for the user's rewards to be projected. */
     catchUpMs?: number;
   }) {
@@ -52,10 +55,9 @@ export class WithdrawalService {
 
     const withdrawalId = withdrawalIdFor(userId, idempotencyKey);
     const existing = await this.request(withdrawalId);
-    if (existing) return { replayed: true, body: await this.replay(existing, amount, currency, audit) };
+    if (existing) return { replayed: true, body: await this.replay(existing, amount, currency) };
 
     const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
-    await this.republishStranded(userId, audit);
     try {
       await this.deps.fence.catchUp(userId, deadline);
       // Refuse before crediting anything when even the pending rewards could not cover it.
@@ -64,6 +66,10 @@ export class WithdrawalService {
       if (hopeless) throw new ApiError(409, hopeless.code, hopeless.message, { available: Math.max(0, atMost) });
       await this.forceCredit(userId, deadline);
     } catch (err) {
+      // A first attempt with this key may have been accepted meanwhile (its client gave up
+      // waiting, and this is the retry): its hold is what refused this one, and its answer stands.
+      const first = await this.request(withdrawalId);
+      if (first) return { replayed: true, body: await this.replay(first, amount, currency) };
       if (err instanceof ProjectionBehind) {
         throw new ApiError(503, 'WALLET_BUSY', 'Your latest rewards are still being recorded; try again in a moment with the same Idempotency-Key.');
       }
@@ -84,55 +90,33 @@ export class WithdrawalService {
            returning withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms`,
           [withdrawalId, userId, idempotencyKey, amount, currency],
         );
-        return inserted.rows[0]!;
+        const row = inserted.rows[0]!;
+        await this.deps.journal.acceptIn(client, { key: `withdrawal:${withdrawalId}`, events: [{ type: 'WithdrawalRequested', data: this.eventOf(row, audit) }], answer: { withdrawalId } });
+        return row;
       },
     });
-    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, amount, currency, audit) };
+    if (decided.raced) return { replayed: true, body: await this.replay(decided.row, amount, currency) };
     const row = decided.row;
-    await this.publish(row, audit);
+    this.deps.journal.committed();
     this.deps.reader.forgetBalance(userId);
     return { replayed: false, body: this.pendingView(row) };
   }
 
-  /** A retry with the same key: the same request gets the same answer, and its event is produced again (a no-op if it landed). */
-  private async replay(existing: RequestRow, amount: number, currency: string, audit: WithdrawalAudit): Promise<WithdrawalView> {
+  /** A retry with the same key: the same request gets the same answer (the journal produces its event). */
+  private async replay(existing: RequestRow, amount: number, currency: string): Promise<WithdrawalView> {
     if (existing.amount !== amount || existing.currency !== currency) {
       throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different withdrawal.');
     }
-    const projected = await this.deps.reader.withdrawal(existing.user_id, existing.withdrawal_id);
-    if (projected) return projected;
-    await this.publish(existing, audit);
-    return this.pendingView(existing);
+    return (await this.deps.reader.withdrawal(existing.user_id, existing.withdrawal_id)) ?? this.pendingView(existing);
   }
 
-  private async publish(row: RequestRow, audit: WithdrawalAudit): Promise<void> {
-    // occurredAt comes from the stored request, so every re-send is the identical event.
-    const event: WithdrawalRequested = {
+  private eventOf(row: RequestRow, audit: WithdrawalAudit): WithdrawalRequested {
+    // occurredAt comes from the stored request: the event is fixed when the request is.
+    return {
       eventId: row.withdrawal_id, occurredAt: row.created_ms, activityId: '', traceId: audit.requestId,
       withdrawalId: row.withdrawal_id, userId: row.user_id, amount: row.amount, currency: row.currency,
       requestedBy: audit.requestedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
     };
-    try {
-      await this.deps.publisher.publish('WithdrawalRequested', event);
-    } catch {
-      // The request holds its amount until it is produced: a retry with the same key produces it.
-      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The withdrawal could not be recorded right now; retry with the same Idempotency-Key.');
-    }
-  }
-
-  /**
-   * A request whose produce failed and was never retried would hold its amount forever;
-   * the user's next withdrawal produces it (the same event, so at most once in the ledger).
-   */
-  private async republishStranded(userId: string, audit: WithdrawalAudit): Promise<void> {
-    const { rows } = await this.deps.pool.query<RequestRow>(
-      `select withdrawal_id, user_id, amount, currency, (extract(epoch from created_at) * 1000)::bigint as created_ms
-         from withdrawal_requests r
-        where r.user_id = $1 and r.created_at < now() - interval '5 seconds'
-          and not exists (select 1 from ledger_events e where e.event_id = r.withdrawal_id)`,
-      [userId],
-    );
-    for (const row of rows) await this.publish(row, audit);
   }
 
   /**
