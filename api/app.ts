@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { ApiError, installErrorHandling } from './errors.ts';
 import { upstreamAuth } from './auth/upstream-plugin.ts';
 import { grantRoutes } from './grants/routes.ts';
@@ -46,7 +46,6 @@ export const BODY_LIMIT = 16 * 1024;
 
 /** The HTTP API: each route group is its own plugin with its schemas beside it. */
 export interface AppOptions {
-  logger?: boolean;
   /** Draw clock and randomness: tests pin them; production uses the wall clock and crypto. */
   drawClock?: () => number;
   drawRandom?: () => number;
@@ -56,7 +55,9 @@ export interface AppOptions {
 
 export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    // The process's own logger: a failed request's lines carry its id. Per-request lines are off (the hot path).
+    loggerInstance: rt.log.pino as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     // Strict validation: no silent coercion of "100" to 100, no silent dropping of unknown fields.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
