@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { deterministicId } from './ids.ts';
+import { instantMs } from './instants.ts';
 import type { Currency } from './money.ts';
 
 /**
@@ -141,7 +142,8 @@ export interface Campaign {
   children: Child[];
 }
 
-const ms = (iso: string) => Date.parse(iso);
+// Windows are read by the same rule validation accepted them by (domain/instants.ts).
+const ms = instantMs;
 
 /**
  * What JSON Schema cannot say: ids unique at each level, windows that end after they start,

@@ -123,7 +123,14 @@ export class CampaignCatalog {
     for (const [activityId, version] of current) {
       if (this.campaigns.get(activityId)?.version === version) continue;
       const stored = await this.store.get(activityId, version);
-      if (stored) this.campaigns.set(activityId, compileCampaign(stored.config, stored.version));
+      if (!stored) continue;
+      try {
+        this.campaigns.set(activityId, compileCampaign(stored.config, stored.version));
+      } catch (err) {
+        // A version stored under older, looser rules that today's cannot read (a leap second):
+        // it keeps the version it had, and the other campaigns still load.
+        this.onError(err);
+      }
     }
   }
 

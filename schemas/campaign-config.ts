@@ -1,17 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import * as ajvFormats from 'ajv-formats';
 import { configErrors, type CampaignConfig, type ConfigError } from '../domain/campaigns.ts';
+import { isInstant, readInstant } from '../domain/instants.ts';
 
 /** The published JSON Schema of a campaign configuration (served at GET /v1/admin/campaigns/schema). */
 export const campaignConfigSchema: Record<string, unknown> = JSON.parse(
   readFileSync(new URL('./campaign-config.schema.json', import.meta.url), 'utf8'),
 );
 
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-// ajv-formats is CommonJS: under ESM its function is the namespace's default.
-const addFormats = (ajvFormats as unknown as { default: ajvFormats.FormatsPlugin }).default;
-addFormats(ajv, ['date-time']);
+// verbose: a format error carries the value, so its message can say what is wrong with it.
+const ajv = new Ajv2020({ allErrors: true, strict: true, verbose: true });
+// The date-time format is the reading the draw path uses, not ajv-formats' wider one (which
+// passes leap seconds and offsets Date.parse cannot read).
+ajv.addFormat('date-time', { type: 'string', validate: isInstant });
 const check = ajv.compile<CampaignConfig>(campaignConfigSchema);
 
 /** An Ajv error as a path and a sentence a person can act on. */
@@ -24,8 +25,10 @@ function describe(e: ErrorObject): ConfigError {
       return { path: `${e.instancePath}/${String(p.additionalProperty)}`, message: 'is not a field of this object' };
     case 'enum':
       return { path: e.instancePath, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
-    case 'format':
-      return { path: e.instancePath, message: `must be a ${String(p.format)} (e.g. 2027-01-28T20:00:00+08:00)` };
+    case 'format': {
+      const reading = typeof e.data === 'string' ? readInstant(e.data) : null;
+      return { path: e.instancePath, message: reading && !reading.ok ? reading.problem : `must be a ${String(p.format)}` };
+    }
     default:
       return { path: e.instancePath, message: e.message ?? e.keyword };
   }
