@@ -23,20 +23,37 @@ export interface ActivityTerms {
   currency: Currency;
   /** Largest single grant, minor units. */
   maxSingleGrant: number;
+  /** The lottery campaign whose child this activity is (its draws alone spend it); null or absent for a plain activity. */
+  campaignId?: string | null;
 }
 
 export type GrantRejection =
   | { code: 'AMOUNT_NOT_POSITIVE_INTEGER'; message: string }
   | { code: 'AMOUNT_OVER_CAP'; message: string }
   | { code: 'CURRENCY_MISMATCH'; message: string }
-  | { code: 'ORDER_NO_RESERVED'; message: string };
+  | { code: 'ORDER_NO_RESERVED'; message: string }
+  | { code: 'ACTIVITY_RESERVED'; message: string };
 
-export function checkGrant(cmd: GrantCommand, terms: ActivityTerms): GrantRejection | null {
+/**
+ * What no direct grant (cash or gift pack) may do, whatever it grants: take a lottery draw's
+ * order number, or spend from a campaign child's activity, whose budget and stock its draws
+ * alone spend (a grant there would pay a prize nobody drew).
+ */
+export function directGrantRejection(orderNo: string, terms: Pick<ActivityTerms, 'activityId' | 'campaignId'>): GrantRejection | null {
   // A direct grant under a draw's order number would take the draw's token id: the winner told
   // of a prize would get that grant's amount, or nothing.
-  if (cmd.orderNo.startsWith(DRAW_ORDER_PREFIX)) {
+  if (orderNo.startsWith(DRAW_ORDER_PREFIX)) {
     return { code: 'ORDER_NO_RESERVED', message: `order numbers starting "${DRAW_ORDER_PREFIX}" are reserved for lottery draws` };
   }
+  if (terms.campaignId) {
+    return { code: 'ACTIVITY_RESERVED', message: `activity ${terms.activityId} belongs to lottery campaign "${terms.campaignId}": only its draws grant from it` };
+  }
+  return null;
+}
+
+export function checkGrant(cmd: GrantCommand, terms: ActivityTerms): GrantRejection | null {
+  const reserved = directGrantRejection(cmd.orderNo, terms);
+  if (reserved) return reserved;
   if (!isPositiveMinorUnits(cmd.amount)) {
     return { code: 'AMOUNT_NOT_POSITIVE_INTEGER', message: 'amount must be a positive whole number of fen' };
   }

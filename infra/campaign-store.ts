@@ -16,6 +16,13 @@ export class VersionConflict extends Error {
   }
 }
 
+/** A child's ledger activity already exists as a plain activity: its budget is not the campaign's to take over. */
+export class ActivityTaken extends Error {
+  constructor(readonly childIndex: number, readonly activityId: string) {
+    super(`activity ${activityId} already exists and does not belong to a campaign`);
+  }
+}
+
 /**
  * Campaign configuration history in Postgres. Every accepted put and every rollback is a new
  * version; the highest version is in force. Versions are written under a per-activity lock,
@@ -41,13 +48,16 @@ export class CampaignStore {
       // Each child grants its cash from its own ledger activity (isolated budgets). Its terms
       // follow the configuration: the single-grant cap is the child's largest cash prize, and
       // each scene's statement text is what the wallet statement shows for its prizes.
-      for (const child of config.children) {
+      for (const [i, child] of config.children.entries()) {
         const largest = Math.max(1, ...child.scenes.flatMap((s) => s.pool.prizes.map((p) => p.amount ?? 0)));
-        await client.query(
-          `insert into activities(activity_id, name, currency, max_single_grant) values ($1,$2,$3,$4)
-           on conflict (activity_id) do update set name = excluded.name, max_single_grant = excluded.max_single_grant`,
-          [ledgerActivityOf(config.activityId, child.childId), `${config.name} / ${child.childId}`, config.currency, largest],
+        // The activity is the campaign's (its draws alone spend it): created as such, never adopted.
+        const owned = await client.query(
+          `insert into activities(activity_id, name, currency, max_single_grant, campaign_id) values ($1,$2,$3,$4,$5)
+           on conflict (activity_id) do update set name = excluded.name, max_single_grant = excluded.max_single_grant
+           where activities.campaign_id = excluded.campaign_id`,
+          [ledgerActivityOf(config.activityId, child.childId), `${config.name} / ${child.childId}`, config.currency, largest, config.activityId],
         );
+        if (owned.rowCount !== 1) throw new ActivityTaken(i, ledgerActivityOf(config.activityId, child.childId));
         // What the wallet statement shows for a prize from each scene.
         for (const scene of child.scenes) {
           await client.query(

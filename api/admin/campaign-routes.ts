@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError, errorResponse } from '../errors.ts';
 import { campaignConfigSchema, validateCampaignConfig } from '../../schemas/campaign-config.ts';
-import { VersionConflict, type CampaignCatalog, type CampaignStore } from '../../infra/campaign-store.ts';
+import { ActivityTaken, VersionConflict, type CampaignCatalog, type CampaignStore } from '../../infra/campaign-store.ts';
 import type { CampaignConfig } from '../../domain/campaigns.ts';
 
 const activityParams = {
@@ -23,6 +23,18 @@ function checked(activityId: string, body: unknown): CampaignConfig {
     throw new ApiError(422, 'INVALID_CONFIG', `The configuration is for "${result.config.activityId}", not "${activityId}".`, { errors: [{ path: '/activityId', message: `must be "${activityId}"` }] });
   }
   return result.config;
+}
+
+/** A store refusal as an answer; anything else is not the request's fault. */
+function refusalOf(err: unknown, expected: number | undefined): unknown {
+  if (err instanceof VersionConflict) {
+    return new ApiError(409, 'VERSION_CONFLICT', `The configuration is at version ${err.current}, not ${expected}; read it and put again.`, { current: err.current });
+  }
+  if (err instanceof ActivityTaken) {
+    const errors = [{ path: `/children/${err.childIndex}/childId`, message: `its ledger activity "${err.activityId}" already exists as a plain activity; choose another childId` }];
+    return new ApiError(422, 'INVALID_CONFIG', `The configuration is invalid: ${errors[0]!.path} ${errors[0]!.message}`, { errors });
+  }
+  return err;
 }
 
 /**
@@ -76,10 +88,7 @@ export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog:
       try {
         version = await store.put(config, `admin@${req.ip}`, req.query.note ?? '', expected);
       } catch (err) {
-        if (err instanceof VersionConflict) {
-          throw new ApiError(409, 'VERSION_CONFLICT', `The configuration is at version ${err.current}, not ${expected}; read it and put again.`, { current: err.current });
-        }
-        throw err;
+        throw refusalOf(err, expected);
       }
       await catalog.refresh();
       return reply.status(201).send({ activityId: config.activityId, version });
@@ -123,7 +132,8 @@ export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog:
       if (!old) throw new ApiError(404, 'UNKNOWN_VERSION', `"${req.params.activityId}" has no version ${req.body.toVersion}.`);
       // An old version passed the rules of its day; it must pass today's too.
       const config = checked(req.params.activityId, old.config);
-      const version = await store.put(config, `admin@${req.ip}`, req.body.note ?? `rollback to version ${req.body.toVersion}`, undefined, req.body.toVersion);
+      const version = await store.put(config, `admin@${req.ip}`, req.body.note ?? `rollback to version ${req.body.toVersion}`, undefined, req.body.toVersion)
+        .catch((err: unknown) => { throw refusalOf(err, undefined); });
       await catalog.refresh();
       return reply.status(201).send({ activityId: config.activityId, version, rolledBackTo: req.body.toVersion });
     },

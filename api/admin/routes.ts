@@ -67,7 +67,10 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
         },
       },
       async (req) => {
-        await activities.put(req.params.activityId, req.body.name, req.body.currency, req.body.maxSingleGrant);
+        const taken = await activities.put(req.params.activityId, req.body.name, req.body.currency, req.body.maxSingleGrant);
+        if (taken) {
+          throw new ApiError(409, 'ACTIVITY_RESERVED', `Activity ${req.params.activityId} belongs to lottery campaign "${taken.ownedBy}"; its terms follow the campaign's configuration.`);
+        }
         return { activityId: req.params.activityId, ...req.body };
       },
     );

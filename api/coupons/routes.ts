@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { upstreamAudit } from '../auth/upstream-plugin.ts';
 import { ApiError } from '../errors.ts';
-import { DRAW_ORDER_PREFIX } from '../../domain/campaigns.ts';
+import { directGrantRejection } from '../../domain/grants.ts';
 import type { ActivityCatalog } from '../../infra/activities.ts';
 import { couponOf, couponStateOf, packStatusOf, type Platform } from '../../domain/coupons.ts';
 import type { CommandResult, CouponCommands, GrantCommand } from '../../infra/coupon-store.ts';
@@ -35,11 +35,11 @@ function holdAnswer(result: Extract<CommandResult, { ok: true }>, paymentId: str
 export const couponRoutes: FastifyPluginAsync<{ commands: CouponCommands; activities: ActivityCatalog; holdDefaultMs: number; holdMaxMs: number }> =
   async (app, { commands, activities, holdDefaultMs, holdMaxMs }) => {
   app.post<{ Body: GrantCommand }>('/v1/gift-packs/grants', { schema: packGrantSchema }, async (req, reply) => {
-    if (req.body.orderNo.startsWith(DRAW_ORDER_PREFIX)) {
-      throw new ApiError(422, 'ORDER_NO_RESERVED', `Order numbers starting "${DRAW_ORDER_PREFIX}" belong to lottery draws; use another order number.`);
-    }
-    // Every grant is attributed to an activity operators know of, as cash grants are.
-    if (!(await activities.get(req.body.activityId))) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${req.body.activityId}".`);
+    // Every grant is attributed to an activity operators know of, as cash grants are, and under the same rules.
+    const terms = await activities.get(req.body.activityId);
+    if (!terms) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${req.body.activityId}".`);
+    const rejection = directGrantRejection(req.body.orderNo, terms);
+    if (rejection) throw new ApiError(422, rejection.code, `${rejection.message[0]!.toUpperCase()}${rejection.message.slice(1)}.`);
     const r = accepted(await commands.grant(req.body, upstreamAudit(req)));
     const stock = r.stock ?? [];
     if (r.replayed) void reply.header('idempotent-replayed', 'true');

@@ -17,6 +17,8 @@ t.test('grant checks', async (t) => {
   t.equal(checkGrant({ ...cmd, currency: 'USD' }, terms)?.code, 'CURRENCY_MISMATCH');
   t.equal(checkGrant({ ...cmd, orderNo: drawOrderNo('d1') }, terms)?.code, 'ORDER_NO_RESERVED', 'a draw\'s order number cannot be granted directly');
   t.equal(checkGrant({ ...cmd, orderNo: 'drawn-1' }, terms), null);
+  t.equal(checkGrant(cmd, { ...terms, campaignId: 'spring' })?.code, 'ACTIVITY_RESERVED', 'a campaign child\'s budget is spent only by its draws');
+  t.equal(checkGrant(cmd, { ...terms, campaignId: null }), null, 'a plain activity');
 });
 
 t.test('ids are deterministic and keyed by every part', async (t) => {
