@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { ApiError, installErrorHandling } from './errors.ts';
+import { installErrorHandling } from './errors.ts';
+import { installInputRules, requestIdOf } from './input.ts';
 import { upstreamAuth } from './auth/upstream-plugin.ts';
 import { grantRoutes } from './grants/routes.ts';
 import { GrantService } from './grants/service.ts';
@@ -59,24 +60,12 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     loggerInstance: rt.log.pino as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
-    // Strict validation: no silent coercion of "100" to 100, no silent dropping of unknown fields.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    requestIdHeader: 'x-request-id',
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     trustProxy: false,
   });
   installErrorHandling(app);
-
-  // Keep the raw body: signed upstream requests are verified over the exact bytes sent.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    const text = body as string;
-    req.rawBody = text;
-    if (text.trim() === '') return done(new ApiError(400, 'MALFORMED_JSON', 'The request body is empty; send a JSON object.'));
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new ApiError(400, 'MALFORMED_JSON', 'The request body is not valid JSON.'));
-    }
-  });
+  installInputRules(app);
 
   const activities = new ActivityCatalog(rt.pool);
   const budget = new BudgetStore(rt.pool);

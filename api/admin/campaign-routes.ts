@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError, errorResponse } from '../errors.ts';
+import { PG_INT_MAX } from '../input.ts';
 import { campaignConfigSchema, validateCampaignConfig } from '../../schemas/campaign-config.ts';
 import { ActivityTaken, VersionConflict, type CampaignCatalog, type CampaignStore } from '../../infra/campaign-store.ts';
 import type { CampaignConfig } from '../../domain/campaigns.ts';
@@ -122,7 +123,7 @@ export const campaignRoutes: FastifyPluginAsync<{ store: CampaignStore; catalog:
         params: activityParams,
         body: {
           type: 'object', additionalProperties: false, required: ['toVersion'],
-          properties: { toVersion: { type: 'integer', minimum: 1 }, note: { type: 'string', maxLength: 500 } },
+          properties: { toVersion: { type: 'integer', minimum: 1, maximum: PG_INT_MAX }, note: { type: 'string', maxLength: 500 } },
         },
         response: { '4xx': errorResponse },
       },

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import { ApiError, errorResponse } from '../errors.ts';
+import { uuid } from '../input.ts';
 import { getReport, listReports } from '../../reconcile/report.ts';
 import { metricsText, reconcileStatus } from '../../reconcile/metrics.ts';
 import type { AuditKind } from '../../reconcile/audit.ts';
@@ -26,7 +27,7 @@ export const reconciliationRoutes: FastifyPluginAsync<{ pool: pg.Pool }> = async
 
   app.get<{ Params: { runId: string } }>('/v1/admin/reconciliation/reports/:runId', {
     schema: {
-      params: { type: 'object', required: ['runId'], properties: { runId: { type: 'string', format: 'uuid' } } },
+      params: { type: 'object', required: ['runId'], properties: { runId: uuid } },
       response: { '4xx': errorResponse },
     },
   }, async (req) => {

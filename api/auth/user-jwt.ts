@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { isUserId } from '../input.ts';
 
 /**
  * User tokens: compact JWS (JWT) signed by the login service with EdDSA (Ed25519) or ES256
@@ -59,6 +60,10 @@ export function verifyUserToken(token: string, keys: ReadonlyMap<string, KeyObje
   if (!good) return { ok: false, code: 'BAD_USER_SIGNATURE', message: 'The user token signature is not valid.' };
   if (typeof claims.sub !== 'string' || claims.sub === '' || typeof claims.exp !== 'number') {
     return { ok: false, code: 'MALFORMED_USER_TOKEN', message: 'The user token must carry "sub" and "exp".' };
+  }
+  // A validly signed token still names its user in text we store: it must be a user id like any other.
+  if (!isUserId(claims.sub)) {
+    return { ok: false, code: 'MALFORMED_USER_TOKEN', message: 'The user token\'s "sub" is not a user id (1 to 128 letters, digits or _.:-).' };
   }
   const now = nowMs / 1000;
   if (claims.exp + skewSec <= now) return { ok: false, code: 'USER_TOKEN_EXPIRED', message: 'The user token has expired; sign in again.' };

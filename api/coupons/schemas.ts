@@ -1,7 +1,8 @@
 import { errorResponse } from '../errors.ts';
+import { uuid as anyUuid } from '../input.ts';
 
 const key = (description: string) => ({ type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description }) as const;
-const uuid = (description: string) => ({ type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', description }) as const;
+const uuid = (description: string) => ({ ...anyUuid, description }) as const;
 const platform = { type: 'string', enum: ['ios', 'android'], description: 'The platform the user pays on.' } as const;
 const errors = { '4xx': errorResponse, '5xx': errorResponse } as const;
 

@@ -1,6 +1,6 @@
 import { errorResponse } from '../errors.ts';
+import { uuid } from '../input.ts';
 
-const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const packetParams = { type: 'object', additionalProperties: false, required: ['packetId'], properties: { packetId: uuid } } as const;
 const time = { type: 'string' } as const;
 

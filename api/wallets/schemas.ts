@@ -1,8 +1,7 @@
 import { errorResponse } from '../errors.ts';
+import { userId, uuid } from '../input.ts';
 
-const userId = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' } as const;
 const id = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' } as const;
-const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const currency = { type: 'string', pattern: '^[A-Z]{3}$', default: 'CNY' } as const;
 const userParams = { type: 'object', additionalProperties: false, required: ['userId'], properties: { userId } } as const;
 
