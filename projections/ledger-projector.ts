@@ -1,6 +1,6 @@
 import type { Consumer } from 'kafkajs';
 import type { Runtime } from '../infra/runtime.ts';
-import { runBatchConsumer, type ChunkOutcome } from '../streams/batch-consumer.ts';
+import { runBatchConsumer, type ChunkOutcome, type RunningConsumer } from '../streams/batch-consumer.ts';
 import type { DecodedItem } from '../streams/decode.ts';
 import { applyBatch, OffsetGap } from './ledger-store.ts';
 
@@ -15,7 +15,7 @@ import { applyBatch, OffsetGap } from './ledger-store.ts';
 export const projectorName = (namespace: string) => `${namespace}.ledger-projector`;
 
 export class LedgerProjector {
-  private consumer: Consumer | null = null;
+  private consumer: RunningConsumer | null = null;
   readonly name: string;
   projected = 0;
 
@@ -70,7 +70,7 @@ export class LedgerProjector {
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect();
+    await this.consumer?.stop();
     this.consumer = null;
   }
 }

@@ -1,9 +1,8 @@
-import type { Consumer } from 'kafkajs';
 import type { Runtime } from '../infra/runtime.ts';
 import { creditFor } from '../domain/grants.ts';
 import { shareCreditFor } from '../domain/packets.ts';
 import type { LedgerEvent } from '../domain/events.ts';
-import { runBatchConsumer } from './batch-consumer.ts';
+import { runBatchConsumer, type RunningConsumer } from './batch-consumer.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
 
 /** The credit an event calls for: an issued token, a grabbed red-packet share. */
@@ -20,7 +19,7 @@ function creditOf(event: LedgerEvent, now: number): LedgerEvent | null {
  * applies it once. A token is therefore never lost and never credited twice.
  */
 export class CreditingProcessor {
-  private consumer: Consumer | null = null;
+  private consumer: RunningConsumer | null = null;
   readonly name: string;
   private readonly limiter: SharedRateLimiter;
   credited = 0;
@@ -82,7 +81,7 @@ export class CreditingProcessor {
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect();
+    await this.consumer?.stop();
     this.consumer = null;
   }
 }

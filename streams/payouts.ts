@@ -1,8 +1,7 @@
-import type { Consumer } from 'kafkajs';
 import type { Runtime } from '../infra/runtime.ts';
 import type { PayoutAttemptFailed, WithdrawalRequested } from '../domain/events.ts';
 import { attemptFailedEventIdFor, failedEventIdFor, payoutBackoffMs, settledEventIdFor } from '../domain/withdrawals.ts';
-import { runBatchConsumer, type ChunkContext } from './batch-consumer.ts';
+import { runBatchConsumer, type ChunkContext, type RunningConsumer } from './batch-consumer.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
 import { CircuitBreaker } from './circuit-breaker.ts';
 import type { PaymentProviderClient, PayoutOutcome } from './payment-provider-client.ts';
@@ -41,7 +40,7 @@ function jobOf(e: WithdrawalRequested | PayoutAttemptFailed, attempt: number, re
  * Offsets are committed only after the outcomes and retries were produced.
  */
 export class PayoutProcessor {
-  private consumer: Consumer | null = null;
+  private consumer: RunningConsumer | null = null;
   readonly name: string;
   readonly breaker: CircuitBreaker;
   private readonly limiter: SharedRateLimiter;
@@ -163,7 +162,7 @@ export class PayoutProcessor {
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect();
+    await this.consumer?.stop();
     this.consumer = null;
   }
 }
