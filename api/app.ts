@@ -125,7 +125,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const grabs = new PacketGrabs(rt.redis, rt.cfg.namespace);
   const packetReader = new PacketReader(rt.pool);
   const packets = new PacketService({
-    pool: rt.pool, publisher: rt.publisher, grabs, restorer: new PacketRestorer(packetReader, grabs, fence), terms: packetTerms(rt.cfg), log: rt.log,
+    pool: rt.pool, journal, grabs, restorer: new PacketRestorer(packetReader, grabs, fence, journal), terms: packetTerms(rt.cfg), log: rt.log,
   });
   await app.register(packetRoutes, { packets, reader: packetReader, grabs });
   await app.register(adminRoutes, {

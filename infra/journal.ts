@@ -28,12 +28,16 @@ export interface JournalCommand<A> {
   reserve?: { activityId: string; amount: number };
   /** Budget this command adds, once per funding id for ever. */
   fund?: { activityId: string; fundingId: string; amount: number };
+  /** Something else only one command may take (a red packet's share); refused (taken) when another has it. */
+  guard?: string;
 }
 
 export type Acceptance<A> =
   | { outcome: 'accepted' }
   | { outcome: 'existing'; answer: A }
-  | { outcome: 'exhausted'; remaining: number };
+  | { outcome: 'exhausted'; remaining: number }
+  /** The guard belongs to another command; its answer. */
+  | { outcome: 'taken'; answer: A };
 
 /** The journal could not be written: nothing was accepted, and the caller answers 503. */
 export class JournalUnavailable extends Error {
@@ -101,7 +105,7 @@ export class Journal {
   private rowOf(cmd: JournalCommand<unknown>, shard: number) {
     return {
       key: cmd.key, shard, events: cmd.events, answer: cmd.answer,
-      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}),
+      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}), ...(cmd.guard ? { guard: cmd.guard } : {}),
     };
   }
 

@@ -65,6 +65,14 @@ redis.call('DEL', KEYS[2])
 return {'CLOSED', tostring(rest)}
 `;
 
+// A grab Redis answered with a share the journal had given to someone else (Redis had lost
+// the packet and restored it before that claim was in the log): this user gives it up.
+const DISOWN_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[3] .. '|' .. ARGV[1])
+return 1
+`;
+
 export interface GrabbedShare {
   seq: number;
   amount: number;
@@ -97,7 +105,10 @@ type ScriptedRedis = Redis & {
   hbPacketInit(meta: string, shares: string, claims: string, ...args: string[]): Promise<number>;
   hbPacketGrab(meta: string, shares: string, claims: string, unsent: string, userId: string, now: string, packetId: string): Promise<string[]>;
   hbPacketClose(meta: string, shares: string, now: string): Promise<string[]>;
+  hbPacketDisown(claims: string, unsent: string, userId: string, share: string, packetId: string): Promise<number>;
 };
+
+const shareRecord = (s: GrabbedShare) => `${s.seq}|${s.amount}|${s.claimedAt}`;
 
 const parseShare = (v: string): GrabbedShare => {
   const [seq, amount, at] = v.split('|');
@@ -115,6 +126,7 @@ export class PacketGrabs {
       redis.defineCommand('hbPacketInit', { numberOfKeys: 3, lua: INIT_SCRIPT });
       redis.defineCommand('hbPacketGrab', { numberOfKeys: 4, lua: GRAB_SCRIPT });
       redis.defineCommand('hbPacketClose', { numberOfKeys: 2, lua: CLOSE_SCRIPT });
+      redis.defineCommand('hbPacketDisown', { numberOfKeys: 2, lua: DISOWN_SCRIPT });
     }
     this.redis = redis as ScriptedRedis;
   }
@@ -136,7 +148,7 @@ export class PacketGrabs {
       s.senderId, String(s.expiresAt), s.currency, String(s.count), String(Math.max(s.expiresAt + KEEP_AFTER_EXPIRY_MS, Date.now() + 86_400_000)),
       s.closed ? '1' : '0', String(s.rest),
       String(s.remaining.length), ...s.remaining.map((r) => `${r.seq}|${r.amount}`),
-      ...s.claims.flatMap((c) => [c.userId, `${c.share.seq}|${c.share.amount}|${c.share.claimedAt}`]),
+      ...s.claims.flatMap((c) => [c.userId, shareRecord(c.share)]),
     ];
     return (await this.redis.hbPacketInit(k.meta, k.shares, k.claims, ...args)) === 1;
   }
@@ -173,7 +185,17 @@ export class PacketGrabs {
     return senderId ? { senderId, currency: currency as Currency } : null;
   }
 
-  /** The claim of this grab is in the log. */
+  /** Records in Redis the share the journal says this user has (the journal is the record). */
+  async adopt(packetId: string, userId: string, share: GrabbedShare): Promise<void> {
+    await this.redis.hset(this.keys(packetId).claims, userId, shareRecord(share));
+  }
+
+  /** This user does not have `share` after all (the journal gave it to another grabber). */
+  async disown(packetId: string, userId: string, share: GrabbedShare): Promise<void> {
+    await this.redis.hbPacketDisown(this.keys(packetId).claims, this.unsentKey, userId, shareRecord(share), packetId);
+  }
+
+  /** The claim of this grab is journaled (so it will be in the log). */
   async sent(packetId: string, userId: string): Promise<void> {
     await this.redis.zrem(this.unsentKey, `${packetId}|${userId}`);
   }

@@ -1,12 +1,11 @@
-import type pg from 'pg';
 import type { PacketCreated } from '../domain/events.ts';
 import type { Currency } from '../domain/money.ts';
 
 /**
  * The command side of red packets: a packet the API accepted is a request row, holding its
  * total against the sender's balance until its PacketCreated is projected (see
- * api/wallets/debits.ts). Everything the event carries is stored here, so every producer of
- * it (the API, a retry, the packet keeper) produces the identical event.
+ * api/wallets/debits.ts). Everything the event carries is stored here, so the event is fixed
+ * when the request is.
  */
 export interface PacketRequestRow {
   packet_id: string; sender_id: string; amount: number; currency: Currency; share_count: number; shares: (string | number)[];
@@ -23,16 +22,4 @@ export function packetCreatedFrom(row: PacketRequestRow): PacketCreated {
     shares: row.shares.map(Number), greeting: row.greeting, expiresAt: row.expires_ms,
     requestedBy: row.requested_by, clientAddress: row.client_address, requestId: row.request_id,
   };
-}
-
-/** Requests older than `olderThanMs` whose PacketCreated is not in the ledger: a produce that failed and was never retried. */
-export async function strandedPacketRequests(pool: pg.Pool, olderThanMs: number, limit: number): Promise<PacketRequestRow[]> {
-  const { rows } = await pool.query<PacketRequestRow>(
-    `select ${PACKET_REQUEST_COLUMNS} from packet_requests r
-      where r.created_at < now() - make_interval(secs => $1::double precision / 1000)
-        and not exists (select 1 from ledger_events e where e.event_id = r.packet_id)
-      order by r.created_at limit $2`,
-    [olderThanMs, limit],
-  );
-  return rows;
 }

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { bestLuck, type PacketRecord } from '../domain/packets.ts';
 import type { PacketGrabs, PacketState } from '../infra/packet-grabs.ts';
-import type { ProjectionFence } from '../infra/projection-fence.ts';
+import { ProjectionBehind, type ProjectionFence } from '../infra/projection-fence.ts';
+import type { Journal } from '../infra/journal.ts';
 import { CLAIM_COLUMNS, PACKET_COLUMNS, claimFromRow, packetFromRow } from './ledger-store.ts';
 
 export interface PacketClaimView {
@@ -75,17 +76,26 @@ export class PacketReader {
 
 /**
  * Puts a packet back into Redis from the ledger when Redis does not have it (a restart of
- * Redis, an evicted key, a packet created while Redis was down). It first waits until the
- * sender's partition, which holds every claim of the packet, is projected, so the shares it
- * restores are exactly those no claim in the log has taken.
+ * Redis, an evicted key, a packet created while Redis was down). It first waits until every
+ * claim the journal accepted is in the log, then until the sender's partition, which holds
+ * every claim of the packet, is projected, so the shares it restores are those no claim has
+ * taken. (A claim still on its way to the journal is caught by the journal's share guard.)
  */
 export class PacketRestorer {
-  constructor(private readonly reader: PacketReader, private readonly grabs: PacketGrabs, private readonly fence: ProjectionFence) {}
+  constructor(
+    private readonly reader: PacketReader, private readonly grabs: PacketGrabs, private readonly fence: ProjectionFence,
+    private readonly journal: Pick<Journal, 'producedUpTo'>,
+  ) {}
 
   /** False when the ledger has no such packet. */
   async restore(packetId: string, deadline: number): Promise<boolean> {
     const sender = await this.reader.senderOf(packetId);
     if (sender === null) return false;
+    const from = Date.now();
+    while (!(await this.journal.producedUpTo(from))) {
+      if (Date.now() > deadline) throw new ProjectionBehind(`the command journal has not produced what it accepted before ${new Date(from).toISOString()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await this.fence.catchUp(sender, deadline);
     const state = await this.reader.liveState(packetId);
     if (!state) return false;

@@ -1,17 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { Periodic } from './periodic.ts';
-import { claimFor, refundEventIdFor } from '../domain/packets.ts';
+import { refundEventIdFor } from '../domain/packets.ts';
 import type { Currency } from '../domain/money.ts';
 import type { Runtime } from '../infra/runtime.ts';
 import { PacketGrabs } from '../infra/packet-grabs.ts';
 import { ProjectionFence } from '../infra/projection-fence.ts';
 import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
-import { packetCreatedFrom, strandedPacketRequests } from '../infra/packet-requests.ts';
+import { Journal, JournalRelay } from '../infra/journal.ts';
+import { PacketClaims } from '../infra/packet-claims.ts';
 
 export interface KeeperRound {
-  /** Accepted packets whose creation was never produced, produced now. */
-  stranded: number;
-  /** Claims of grabs that had not been confirmed written, written now. */
+  /** Claims of grabs that had not been confirmed journaled, journaled now. */
   resent: number;
   /** Expired packets closed, and refunds produced. */
   closed: number;
@@ -20,18 +19,17 @@ export interface KeeperRound {
 
 /**
  * Looks after red packets between the requests:
- *  - a packet the API accepted but could not produce (and whose sender never retried) would
- *    hold its total for ever; its PacketCreated is produced, and the packet goes live (the
- *    first grab restores it into Redis) or, if already expired, is refunded whole;
- *  - a grab whose claim event was never confirmed (the API died between Redis and Kafka)
- *    gets its claim written, so the grabber ends up credited;
+ *  - a grab whose claim was never confirmed journaled (the API died between Redis and the
+ *    journal) gets its claim journaled, so the grabber ends up credited;
  *  - an expired packet is closed in Redis (no grab succeeds after that), every claim Redis
- *    knows is written again, and then the unclaimed rest is refunded to the sender.
+ *    knows is journaled again, and then the unclaimed rest is refunded to the sender.
  *
- * Writing the claims first, from this producer, puts them ahead of the refund on the
- * packet's partition, so the fold sees every claim before the refund and the refund is
- * exactly what no claim took. Everything is idempotent (derived event ids, a close that
- * fixes the rest once), so any number of keepers may run, race, or restart midway.
+ * Journaling the claims first, and the refund only after they are accepted, puts them ahead
+ * of the refund in the packet's journal shard and so on its partition: the fold sees every
+ * claim before the refund, and the refund is exactly what no claim took. Everything is
+ * idempotent (command keys, derived event ids, a close that fixes the rest once), so any
+ * number of keepers may run, race, or restart midway. A keeper also relays the journal, so
+ * what it accepts reaches the log even when no API instance runs.
  */
 export class PacketKeeper {
   private readonly periodic = new Periodic(() => this.runOnce(), (err) => this.rt.log.error('packet keeper round failed', { err }));
@@ -39,36 +37,41 @@ export class PacketKeeper {
   private readonly reader: PacketReader;
   private readonly fence: ProjectionFence;
   private readonly restorer: PacketRestorer;
+  private readonly journal: Journal;
+  private readonly relay: JournalRelay;
+  private readonly claims: PacketClaims;
   rounds = 0;
 
   constructor(private readonly rt: Runtime, private readonly opts: { batch?: number } = {}) {
     this.grabs = new PacketGrabs(rt.redis, rt.cfg.namespace);
     this.reader = new PacketReader(rt.pool);
     this.fence = new ProjectionFence(rt);
-    this.restorer = new PacketRestorer(this.reader, this.grabs, this.fence);
+    this.journal = new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
+    this.relay = new JournalRelay({
+      pool: rt.pool, publisher: rt.publisher, log: rt.log, namespace: rt.cfg.namespace, shards: rt.cfg.journalShards,
+      pollMs: rt.cfg.journalPollMs, retentionSec: rt.cfg.orderRetentionSec,
+    });
+    this.journal.onAccepted(() => this.relay.wake());
+    this.restorer = new PacketRestorer(this.reader, this.grabs, this.fence, this.journal);
+    this.claims = new PacketClaims(this.journal, this.grabs);
   }
 
   start(intervalMs = this.rt.cfg.packetKeeperIntervalMs): void {
+    this.relay.start();
     this.periodic.start(intervalMs);
   }
 
   async stop(): Promise<void> {
     await this.periodic.stop();
+    await this.relay.stop();
     await this.fence.close();
   }
 
   async runOnce(now = Date.now()): Promise<KeeperRound> {
-    const stranded = await this.produceStranded();
     const resent = await this.resendUnsent(now);
     const { closed, refunded } = await this.refundExpired(now);
     this.rounds++;
-    return { stranded, resent, closed, refunded };
-  }
-
-  private async produceStranded(): Promise<number> {
-    const rows = await strandedPacketRequests(this.rt.pool, this.rt.cfg.packetClaimSweepMs, this.opts.batch ?? 500);
-    await Promise.all(rows.map((r) => this.rt.publisher.publish('PacketCreated', packetCreatedFrom(r))));
-    return rows.length;
+    return { resent, closed, refunded };
   }
 
   private async resendUnsent(now: number): Promise<number> {
@@ -77,10 +80,11 @@ export class PacketKeeper {
     for (const { packetId, userId } of stale) {
       const [share, packet] = await Promise.all([this.grabs.share(packetId, userId), this.grabs.senderOf(packetId)]);
       if (share && packet) {
-        await this.rt.publisher.publish('PacketClaimed', claimFor({ packetId, userId, ...packet, ...share, traceId: randomUUID() }));
+        await this.claims.record({ packetId, userId, ...packet, share, traceId: randomUUID() });
         resent++;
+      } else {
+        await this.grabs.sent(packetId, userId);
       }
-      await this.grabs.sent(packetId, userId);
     }
     return resent;
   }
@@ -95,24 +99,41 @@ export class PacketKeeper {
     let closed = 0;
     let refunded = 0;
     for (const p of rows) {
-      let rest = await this.grabs.close(p.packet_id, now);
-      if (rest === 'missing' && (await this.restorer.restore(p.packet_id, Date.now() + 10_000))) rest = await this.grabs.close(p.packet_id, now);
-      if (typeof rest !== 'object') continue; // not expired by this clock yet, or unknown to the ledger
-      closed++;
-      const claims = await this.grabs.claims(p.packet_id);
-      const traceId = randomUUID();
-      await Promise.all(claims.map((c) => this.rt.publisher.publish('PacketClaimed', claimFor({
-        packetId: p.packet_id, senderId: p.sender_id, userId: c.userId, ...c.share, currency: p.currency, traceId,
-      }))));
-      if (rest.rest > 0) {
-        await this.rt.publisher.publish('PacketRefunded', {
-          eventId: refundEventIdFor(p.packet_id), occurredAt: now, activityId: '', traceId,
-          packetId: p.packet_id, senderId: p.sender_id, amount: rest.rest, currency: p.currency,
-        });
-        refunded++;
+      // One packet that cannot be closed now (its state is being restored, a dependency
+      // blinked) must not keep the others from their refunds.
+      try {
+        const r = await this.closeAndRefund(p, now);
+        if (r === 'skipped') continue;
+        closed++;
+        if (r === 'refunded') refunded++;
+      } catch (err) {
+        this.rt.log.warn('expired red packet not refunded this round; trying again next round', { err, packetId: p.packet_id });
       }
-      await Promise.all(claims.map((c) => this.grabs.sent(p.packet_id, c.userId)));
     }
     return { closed, refunded };
+  }
+
+  private async closeAndRefund(p: { packet_id: string; sender_id: string; currency: Currency }, now: number): Promise<'skipped' | 'closed' | 'refunded'> {
+    let rest = await this.grabs.close(p.packet_id, now);
+    if (rest === 'missing' && (await this.restorer.restore(p.packet_id, Date.now() + 10_000))) rest = await this.grabs.close(p.packet_id, now);
+    if (rest === 'open') return 'skipped'; // not expired by this clock yet
+    if (rest === 'missing') {
+      this.rt.log.warn('expired red packet is in the ledger but could not be put back into Redis to close it', { packetId: p.packet_id });
+      return 'skipped';
+    }
+    const traceId = randomUUID();
+    const claims = await this.grabs.claims(p.packet_id);
+    await Promise.all(claims.map((c) => this.claims.record({
+      packetId: p.packet_id, senderId: p.sender_id, userId: c.userId, share: c.share, currency: p.currency, traceId,
+    })));
+    if (rest.rest === 0) return 'closed';
+    await this.journal.accept({
+      key: `refund:${p.packet_id}`, answer: { amount: rest.rest },
+      events: [{ type: 'PacketRefunded', data: {
+        eventId: refundEventIdFor(p.packet_id), occurredAt: now, activityId: '', traceId,
+        packetId: p.packet_id, senderId: p.sender_id, amount: rest.rest, currency: p.currency,
+      } }],
+    });
+    return 'refunded';
   }
 }

@@ -6,6 +6,8 @@ import { openRuntime } from '../infra/runtime.ts';
 import { buildApp } from '../api/app.ts';
 import { packetIdFor } from '../domain/packets.ts';
 import { PacketKeeper } from '../streams/packet-keeper.ts';
+import { Journal } from '../infra/journal.ts';
+import { PacketClaims } from '../infra/packet-claims.ts';
 import { CreditingProcessor } from '../streams/crediting.ts';
 import { fundedUser, startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
 import { audit, ofKind } from './helpers/audit.ts';
@@ -126,8 +128,8 @@ t.test('a grabber withdrawing a share not yet credited: the withdrawal credits i
   t.equal(await count(l, `select count(*)::int as n from ledger_events where event_type = 'PacketShareCredited'`), 1, 'credited once, by the withdrawal');
 });
 
-t.test('a packet accepted but never produced (and never retried): the keeper produces it, so its hold does not stay for ever', async (t) => {
-  const l = await startTestLedger(t, { crediting: true, config: { packetClaimSweepMs: 300 } });
+t.test('a packet accepted while its instance cannot write to Kafka: journaled, produced by another instance\'s relay, its hold never stranded', async (t) => {
+  const l = await startTestLedger(t, { crediting: true });
   await fundedUser(l, 's-sender', 1_000);
   // An API instance that can no longer write to Kafka.
   const rt2 = await openRuntime('api-cut-off', { namespace: l.ns });
@@ -136,21 +138,65 @@ t.test('a packet accepted but never produced (and never retried): the keeper pro
   await rt2.producer.producer.disconnect();
   const res = await app2.inject({
     method: 'POST', url: '/v1/packets', payload: { amount: 600, currency: 'CNY', count: 3 },
-    headers: { authorization: `Bearer ${l.userToken('s-sender')}`, 'idempotency-key': 'stranded-packet-1' },
+    headers: { authorization: `Bearer ${l.userToken('s-sender')}`, 'idempotency-key': 'journaled-packet-1' },
   });
-  t.equal(res.statusCode, 503);
-  t.equal(JSON.parse(res.body).code, 'LEDGER_UNAVAILABLE');
-  const second = await l.asUser('s-sender', 'POST', '/v1/packets', { amount: 600, currency: 'CNY', count: 3 }, { 'idempotency-key': 'stranded-packet-2' });
+  t.equal(res.statusCode, 201, 'accepted: the journal, not Kafka, is what the answer waits for');
+  const second = await l.asUser('s-sender', 'POST', '/v1/packets', { amount: 600, currency: 'CNY', count: 3 }, { 'idempotency-key': 'journaled-packet-2' });
   t.equal(second.statusCode, 409, 'the accepted request holds its total');
-
-  await new Promise((r) => setTimeout(r, 400));
-  const keeper = new PacketKeeper(l.rt);
-  t.teardown(() => keeper.stop());
-  t.equal((await keeper.runOnce()).stranded, 1, 'the keeper produced the stranded creation');
-  const P = packetIdFor('s-sender', 'stranded-packet-1');
+  const P = packetIdFor('s-sender', 'journaled-packet-1');
   await l.waitFor('packet projected', async () => (await l.rt.pool.query('select 1 from packets where packet_id = $1', [P])).rowCount === 1);
   t.match(await wallet(l, 's-sender'), { available: 400 }, 'the total moved to escrow once');
-  t.equal((await keeper.runOnce()).stranded, 0, 'and is not produced again');
-  const got = await l.asUser('s-grabber', 'POST', `/v1/packets/${P}/grab`);
-  t.equal(got.statusCode, 201, 'the packet is live (restored into Redis by the first grab)');
+  // Grabbed on the cut-off instance too: the claim is journaled there and produced by the healthy relay, after the creation.
+  const grabbed = await app2.inject({ method: 'POST', url: `/v1/packets/${P}/grab`, headers: { authorization: `Bearer ${l.userToken('s-grabber')}` } });
+  t.equal(grabbed.statusCode, 201, grabbed.body);
+  await l.waitFor('credited', async () => (await wallet(l, 's-grabber')).available === JSON.parse(grabbed.body).amount);
+});
+
+t.test('Redis loses a packet while a claim is still on its way to the ledger: no share goes to two users, and each user keeps one share', async (t) => {
+  const l = await startTestLedger(t, { crediting: true });
+  await fundedUser(l, 'f-sender', 1_000);
+  const created = await l.asUser('f-sender', 'POST', '/v1/packets', { amount: 500, currency: 'CNY', count: 5 }, { 'idempotency-key': 'inflight-1' });
+  const P = created.json.packetId;
+  // f-1 grabs, and its claim reaches the journal only after Redis lost the packet and restored it.
+  const grabs = new PacketGrabs(l.rt.redis, l.ns);
+  const got = await grabs.grab(P, 'f-1', Date.now());
+  if (got.outcome !== 'claimed') throw new Error(got.outcome);
+  await l.rt.redis.del(...(await l.rt.redis.keys(`${l.ns}:{pk:${P}}:*`)));
+  const other = await l.asUser('f-2', 'POST', `/v1/packets/${P}/grab`); // restores the packet: share 0 looks free
+  t.equal(other.statusCode, 201);
+  t.equal(other.json.seq, 0, 'the restored packet hands out the in-flight share again');
+  // Now the in-flight claim lands: its share is taken, so f-1's grab must end with another share.
+  const journal = new Journal({ pool: l.rt.pool, topics: l.rt.topics, shards: l.rt.cfg.journalShards, maxBatch: 10 });
+  const late = await new PacketClaims(journal, grabs).record({ packetId: P, senderId: 'f-sender', currency: 'CNY', userId: 'f-1', share: got.share, traceId: 't' });
+  t.equal(late, 'taken', 'the journal refuses a second claim of share 0');
+  const retry = await l.asUser('f-1', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(retry.statusCode, 201, JSON.stringify(retry.json));
+  t.not(retry.json.seq, 0, 'f-1 gets a share nobody has');
+  const again = await l.asUser('f-2', 'POST', `/v1/packets/${P}/grab`);
+  t.same([again.statusCode, again.json.seq], [200, 0], 'f-2 keeps share 0');
+  const rest = await Promise.all(['f-3', 'f-4', 'f-5', 'f-6'].map((u) => l.asUser(u, 'POST', `/v1/packets/${P}/grab`)));
+  const told = [other, retry, ...rest].filter((r) => r.statusCode === 201);
+  t.same(told.map((r) => r.json.seq).sort(), [0, 1, 2, 3, 4], 'five shares, five users');
+  t.equal(told.reduce((s, r) => s + r.json.amount, 0), 500, 'the answers add up to the packet, not more');
+  await l.waitFor('finished', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'finished');
+  t.same((await l.cleanFold()).anomalies, [], 'the ledger refused nothing');
+});
+
+t.test('a packet whose Redis state was lost expires: the keeper restores it and refunds the rest', async (t) => {
+  const l = await startTestLedger(t, { crediting: true, config: { packetMinExpiryMs: 1_000 } });
+  await fundedUser(l, 'e-sender', 1_000);
+  const created = await l.asUser('e-sender', 'POST', '/v1/packets', { amount: 400, currency: 'CNY', count: 4, expirySeconds: 1 }, { 'idempotency-key': 'expire-lost-1' });
+  t.equal(created.statusCode, 201, JSON.stringify(created.json));
+  const P = created.json.packetId;
+  const got = await l.asUser('e-1', 'POST', `/v1/packets/${P}/grab`);
+  t.equal(got.statusCode, 201);
+  await l.waitFor('claim projected', async () => (await count(l, 'select count(*)::int as n from packet_claims where packet_id = $1', [P])) === 1);
+  await l.rt.redis.del(...(await l.rt.redis.keys(`${l.ns}:{pk:${P}}:*`)));
+  await new Promise((r) => setTimeout(r, 1_100));
+  const keeper = new PacketKeeper(l.rt);
+  t.teardown(() => keeper.stop());
+  const round = await keeper.runOnce();
+  t.match(round, { closed: 1, refunded: 1 }, 'closed and refunded although Redis had lost it');
+  await l.waitFor('refunded', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'refunded');
+  t.match(await wallet(l, 'e-sender'), { available: 1_000 - got.json.amount }, 'the sender has back all but the grabbed share');
 });

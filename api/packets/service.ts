@@ -1,8 +1,10 @@
 import type pg from 'pg';
-import { checkPacket, claimFor, packetIdFor, splitShares, type PacketTerms } from '../../domain/packets.ts';
+import { checkPacket, packetIdFor, splitShares, type PacketTerms } from '../../domain/packets.ts';
 import { coversDebit } from '../../domain/money.ts';
 import { PACKET_REQUEST_COLUMNS, packetCreatedFrom, type PacketRequestRow } from '../../infra/packet-requests.ts';
-import type { EventPublisher } from '../../infra/publisher.ts';
+import type { Journal } from '../../infra/journal.ts';
+import { PacketClaims } from '../../infra/packet-claims.ts';
+import { journaled } from '../journaled.ts';
 import type { PacketGrabs } from '../../infra/packet-grabs.ts';
 import { ProjectionBehind } from '../../infra/projection-fence.ts';
 import type { Logger } from '../../infra/log.ts';
@@ -53,22 +55,26 @@ const REQUEST_COLUMNS = PACKET_REQUEST_COLUMNS;
  * Sending and grabbing group red packets.
  *
  * Sending is a debit like a withdrawal (same lock, same holds, see wallets/debits.ts): the
- * split is drawn once, stored with the request, and produced in PacketCreated; a retry with
- * the same Idempotency-Key produces that same event. Then the packet goes live in Redis.
+ * split is drawn once, stored with the request and journaled in PacketCreated in the same
+ * transaction; a retry with the same Idempotency-Key answers that same packet. Then the
+ * packet goes live in Redis.
  *
- * Grabbing is one Redis script (infra/packet-grabs.ts), then the claim event at once; the
- * credit to the grabber's available balance follows asynchronously (streams/crediting.ts).
+ * Grabbing is one Redis script (infra/packet-grabs.ts), then the claim journaled at once
+ * (infra/packet-claims.ts); the credit to the grabber's available balance follows
+ * asynchronously (streams/crediting.ts).
  * Turned-away grabs (grabbed before, no share left, expired) never touch the ledger.
  */
 export class PacketService {
   private readonly debits: WalletDebits;
+  private readonly claims: PacketClaims;
 
   constructor(private readonly deps: {
-    pool: pg.Pool; publisher: EventPublisher; grabs: PacketGrabs; restorer: PacketRestorer; terms: PacketTerms; log: Logger;
+    pool: pg.Pool; journal: Journal; grabs: PacketGrabs; restorer: PacketRestorer; terms: PacketTerms; log: Logger;
     /** How long a grab may wait for the ledger to restore a packet Redis lost. */
     restoreMs?: number;
   }) {
     this.debits = new WalletDebits(deps.pool);
+    this.claims = new PacketClaims(deps.journal, deps.grabs);
   }
 
   async create(senderId: string, idempotencyKey: string, cmd: CreatePacket, audit: PacketAudit): Promise<{ replayed: boolean; body: CreatedPacket }> {
@@ -97,44 +103,52 @@ export class PacketService {
           [packetId, senderId, idempotencyKey, cmd.amount, cmd.currency, cmd.count, splitShares(cmd.amount, cmd.count), greeting, expiryMs,
             audit.requestedBy, audit.clientAddress, audit.requestId],
         );
-        return inserted.rows[0]!;
+        const row = inserted.rows[0]!;
+        await this.deps.journal.acceptIn(client, { key: `packet:${packetId}`, events: [{ type: 'PacketCreated', data: packetCreatedFrom(row) }], answer: { packetId } });
+        return row;
       },
     });
     if (decided.raced) return { replayed: true, body: await this.replay(decided.row, { ...cmd, greeting, expiryMs }) };
     const row = decided.row;
-    await this.publish(row);
+    this.deps.journal.committed();
     await this.goLive(row);
     return { replayed: false, body: this.view(row) };
   }
 
   async grab(packetId: string, userId: string, traceId: string): Promise<{ replayed: boolean; body: GrabbedView }> {
-    let got = await this.deps.grabs.grab(packetId, userId, Date.now());
-    if (got.outcome === 'missing') {
-      if (!(await this.restore(packetId))) throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet (a just-sent one can take a moment to appear).');
-      got = await this.deps.grabs.grab(packetId, userId, Date.now());
-    }
-    switch (got.outcome) {
-      case 'claimed':
-      case 'already': {
-        const body: GrabbedView = { packetId, userId, seq: got.share.seq, amount: got.share.amount, currency: got.currency, claimedAt: new Date(got.share.claimedAt).toISOString() };
-        if (got.outcome === 'claimed' || got.unsent) {
-          try {
-            await this.deps.publisher.publish('PacketClaimed', claimFor({ packetId, senderId: got.senderId, userId, ...got.share, currency: got.currency, traceId }));
-          } catch {
-            throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'Your share is reserved, but it could not be recorded yet; grab again to confirm it (you will get the same share).');
-          }
-          await this.deps.grabs.sent(packetId, userId).catch((err) => this.deps.log.warn('could not mark a claim as written', { err, packetId }));
-        }
-        return { replayed: got.outcome === 'already', body };
+    // More than one round only when the journal had given Redis's share to another grabber.
+    for (let round = 0; round < 3; round++) {
+      let got = await this.deps.grabs.grab(packetId, userId, Date.now());
+      if (got.outcome === 'missing') {
+        if (!(await this.restore(packetId))) throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet (a just-sent one can take a moment to appear).');
+        got = await this.deps.grabs.grab(packetId, userId, Date.now());
       }
-      case 'empty':
-        throw new ApiError(409, 'PACKET_EMPTY', `All ${got.count} shares of this red packet have been grabbed.`);
-      case 'expired':
-      case 'closed':
-        throw new ApiError(410, 'PACKET_EXPIRED', 'This red packet has expired; what was left went back to its sender.');
-      case 'missing':
-        throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet.');
+      switch (got.outcome) {
+        case 'claimed':
+        case 'already': {
+          let share = got.share;
+          let replayed = got.outcome === 'already';
+          if (got.outcome === 'claimed' || got.unsent) {
+            const recorded = await journaled(
+              () => this.claims.record({ packetId, senderId: got.senderId, currency: got.currency, userId, share: got.share, traceId }),
+              'Your share could not be recorded yet; grab again to confirm it (you will get the same share).',
+            );
+            if (recorded === 'taken') continue;
+            share = recorded.share;
+            replayed ||= !recorded.first;
+          }
+          return { replayed, body: { packetId, userId, seq: share.seq, amount: share.amount, currency: got.currency, claimedAt: new Date(share.claimedAt).toISOString() } };
+        }
+        case 'empty':
+          throw new ApiError(409, 'PACKET_EMPTY', `All ${got.count} shares of this red packet have been grabbed.`);
+        case 'expired':
+        case 'closed':
+          throw new ApiError(410, 'PACKET_EXPIRED', 'This red packet has expired; what was left went back to its sender.');
+        case 'missing':
+          throw new ApiError(404, 'PACKET_NOT_FOUND', 'There is no such red packet.');
+      }
     }
+    throw new ApiError(503, 'PACKET_BUSY', 'This red packet is being restored; grab again in a moment.', { retryAfterMs: 1_000 });
   }
 
   private async restore(packetId: string): Promise<boolean> {
@@ -149,28 +163,17 @@ export class PacketService {
     }
   }
 
-  /** A retry with the same key: the same packet, its event produced again (a no-op if it landed). */
+  /** A retry with the same key: the same packet (the journal produces its event). */
   private async replay(existing: RequestRow, cmd: CreatePacket & { greeting: string; expiryMs: number }): Promise<CreatedPacket> {
     const same = existing.amount === cmd.amount && existing.currency === cmd.currency && existing.share_count === cmd.count
       && existing.greeting === cmd.greeting && existing.expires_ms - existing.created_ms === cmd.expiryMs;
     if (!same) throw new ApiError(409, 'IDEMPOTENCY_CONFLICT', 'This Idempotency-Key was already used for a different red packet.');
-    await this.publish(existing);
     // Not put live from the request: it may have been grabbed since. If Redis lacks it, the
     // first grab restores it from the ledger, claims included.
     return this.view(existing);
   }
 
-  private async publish(row: RequestRow): Promise<void> {
-    try {
-      await this.deps.publisher.publish('PacketCreated', packetCreatedFrom(row));
-    } catch {
-      // The request holds its amount until it is produced: a retry with the same key produces
-      // it, or else the packet keeper does.
-      throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The red packet could not be recorded right now; retry with the same Idempotency-Key.');
-    }
-  }
-
-  /** Only after its creation is in the log: a grab's claim then always lands after it. */
+  /** Only after its creation is journaled: a grab's claim, journaled on the same shard, then always lands after it. */
   private async goLive(row: RequestRow): Promise<void> {
     await this.deps.grabs.init({
       packetId: row.packet_id, senderId: row.sender_id, currency: row.currency, count: row.share_count, expiresAt: row.expires_ms,

@@ -35,6 +35,13 @@ create table journal (
   produced_at timestamptz
 );
 create index journal_unproduced on journal (shard, seq) where produced_at is null;
+
+-- A second thing a command takes that no other command may (a red packet's share: one
+-- grabber each), forgotten with its command.
+create table journal_guards (
+  guard_key   text primary key,
+  command_key text not null references journal (command_key) on delete cascade
+);
 create index journal_produced_at on journal (produced_at) where produced_at is not null;
 
 -- A namespace migrated from the Redis budget: what the projection says was funded and issued.
@@ -49,8 +56,9 @@ select substring(account from '^activity:(.*):budget$'),
 
 -- Accepts a batch of commands in one round trip (the journal's group commit), in order. Each
 -- command is {key, shard, events, answer, reserve?: {activityId, amount}, fund?: {activityId,
--- fundingId, amount}}; each result is {outcome: accepted | existing (with the first answer) |
--- exhausted (with what is left)}. The command's row is written before its budget is touched,
+-- fundingId, amount}, guard?: key}; each result is {outcome: accepted | existing (with the
+-- first answer) | exhausted (with what is left) | taken (the guard belongs to another
+-- command, whose answer it carries)}. The command's row is written before its budget is touched,
 -- so a concurrent batch with the same key waits for this one and then finds it.
 create function journal_accept(cmds jsonb) returns jsonb language plpgsql as $$
 declare
@@ -72,6 +80,15 @@ begin
       select answer into prior from journal where command_key = c->>'key';
       results := results || jsonb_build_array(jsonb_build_object('outcome', 'existing', 'answer', prior));
       continue;
+    end if;
+    if c ? 'guard' then
+      insert into journal_guards (guard_key, command_key) values (c->>'guard', c->>'key') on conflict do nothing;
+      if not found then
+        delete from journal where command_key = c->>'key';
+        select j.answer into prior from journal_guards g join journal j on j.command_key = g.command_key where g.guard_key = c->>'guard';
+        results := results || jsonb_build_array(jsonb_build_object('outcome', 'taken', 'answer', prior));
+        continue;
+      end if;
     end if;
     if c ? 'fund' then
       amt := (c->'fund'->>'amount')::bigint;
