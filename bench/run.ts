@@ -2,7 +2,8 @@
 // the same run, on an isolated namespace that is removed afterwards. Not a test: figures go
 // to docs/benchmarks.md. Knobs: BENCH_ROUNDS (3), BENCH_ROUND_SECONDS (10), BENCH_CONCURRENCY (50),
 // BENCH_AUDIT_EVENTS (1,000,000: the replay-audit log), BENCH_AUDIT_ROUNDS (5; bench/audit.ts runs that part alone;
-// bench/packets.ts runs the red-packet grabs alone).
+// bench/packets.ts runs the red-packet grabs alone). BENCH_ONLY=grants[,draws,grabs,coupons] measures just those
+// request paths (each against its bare route, in the same run) and prints them, for before/after comparisons of a change.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,7 @@ const PROVIDER_PORT = 3102;
 const PAYOUT_CAPACITY = Number(process.env.BENCH_PAYOUT_CAPACITY ?? 1000);
 const PAYOUTS = Number(process.env.BENCH_PAYOUTS ?? 10_000);
 const READ_USERS = 10_000;
+const ONLY = new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
 const ns = `bench_${Date.now().toString(36)}`;
 const cfg = loadConfig({ namespace: ns });
@@ -91,6 +93,18 @@ async function main() {
   const apiPeak = await peakRssMiB(api.pid!);
   await stop(api);
   await stop(bare);
+  if (ONLY.size > 0) {
+    const bareRps = median(bares.map((b) => b.rps));
+    const grantRps = median(grants.map((g) => g.rps));
+    const parts: Record<string, unknown> = {
+      grants: { rps: grantRps, p99: median(grants.map((g) => g.p99)), errors: grants.reduce((n, g) => n + g.errors, 0), bareRps, ratio: grantRps / bareRps },
+    };
+    if (ONLY.has('draws')) parts.draws = await benchDraws(ROUNDS, ROUND_MS, CONCURRENCY);
+    if (ONLY.has('grabs')) parts.grabs = await benchGrabs(ROUNDS, ROUND_MS, CONCURRENCY);
+    if (ONLY.has('coupons')) parts.coupons = await benchCoupons(ROUNDS, ROUND_MS, CONCURRENCY);
+    process.stdout.write(JSON.stringify(parts, null, 2) + '\n');
+    return;
+  }
 
   // Projection: the projector catches up on everything the grant runs produced.
   const kafka = kafkaClient(cfg, `${ns}-bench`);
