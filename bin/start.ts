@@ -1,10 +1,12 @@
 // `npm start`: brings up local infrastructure, prepares the ledger, runs the API and the
 // processors as separate processes (as they would run in production), and prints how to try it.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../infra/config.ts';
+import { logger } from '../infra/log.ts';
 import { setupNamespace } from '../infra/runtime.ts';
 import { loadSecrets } from '../infra/secrets.ts';
+import { Supervisor } from './supervise.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const up = spawnSync('bash', ['infra/up.sh'], { cwd: root, stdio: 'inherit' });
@@ -14,54 +16,56 @@ const cfg = loadConfig();
 await setupNamespace(cfg);
 const secrets = loadSecrets(cfg);
 
-const children: ChildProcess[] = [];
+// A process that dies (a bug, a dependency down when it started) is restarted with backoff;
+// the others carry on. Only Ctrl-C or SIGTERM stops them all; a second one kills them at once.
+const names = ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler', 'packet-keeper', 'coupon-keeper'];
+const supervisor = new Supervisor(names.map((name) => ({ name, args: ['--import', 'tsx', `bin/${name}.ts`] })), { cwd: root, env: process.env, log: logger({ svc: 'start' }) });
 let stopping = false;
-for (const name of ['payment-provider', 'api', 'projector', 'crediting', 'payouts', 'reconciler', 'packet-keeper', 'coupon-keeper']) {
-  const child = spawn(process.execPath, ['--import', 'tsx', `bin/${name}.ts`], { cwd: root, stdio: 'inherit', env: process.env });
-  child.on('exit', (code, signal) => {
-    if (stopping) return;
-    console.error(`[start] ${name} exited (${signal ?? code}); stopping the rest`);
-    shutdown(1);
-  });
-  children.push(child);
-}
-function shutdown(code: number) {
+const stop = () => {
+  if (stopping) {
+    supervisor.kill();
+    process.exit(1);
+  }
   stopping = true;
-  for (const c of children) c.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 3000).unref();
-  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))).then(() => process.exit(code));
-}
-process.on('SIGINT', () => shutdown(0));
-process.on('SIGTERM', () => shutdown(0));
+  void supervisor.stop().then(() => process.exit(0));
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+// The children have their own process group; should this process end any other way, they end with it.
+process.on('exit', () => supervisor.kill());
 
 const base = `http://${cfg.apiHost}:${cfg.apiPort}`;
 for (let i = 0; i < 100; i++) {
   if (await fetch(`${base}/health`).then((r) => r.ok, () => false)) break;
   await new Promise((r) => setTimeout(r, 200));
 }
-// A demo activity with a budget, so the first grant just works. Both calls are idempotent.
-const admin = { authorization: `Bearer ${secrets.adminToken}`, 'content-type': 'application/json' };
-await fetch(`${base}/v1/admin/activities/demo-rain`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'Demo red-packet rain', currency: 'CNY', maxSingleGrant: 20_000 }) });
-await fetch(`${base}/v1/admin/activities/demo-rain/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
-// A demo lottery campaign (a shake with cash and a frame), put once; its formal child's budget funded.
-if ((await fetch(`${base}/v1/admin/campaigns/demo-shake/config`, { headers: admin })).status === 404) {
-  const from = new Date(Date.now() - 60_000).toISOString();
-  const until = new Date(Date.now() + 365 * 86_400_000).toISOString();
-  await fetch(`${base}/v1/admin/campaigns/demo-shake/config?note=demo`, {
-    method: 'PUT', headers: admin,
-    body: JSON.stringify({
-      activityId: 'demo-shake', name: 'Demo shake', currency: 'CNY',
-      children: [{
-        childId: 'formal', stage: 'formal', startsAt: from, endsAt: until, winLimit: 3,
-        scenes: [{
-          sceneId: 'shake', awardType: 'cash', statementText: 'Demo shake', rateLimit: { draws: 10, perMs: 5_000 }, stockControl: true, reconcile: true,
-          pool: { poolId: 'main', noWinWeight: 50, prizes: [{ prizeId: 'cash-88', name: '0.88 CNY', weight: 40, quota: 10_000, amount: 88, maxPerSlice: 100 }, { prizeId: 'cash-888', name: '8.88 CNY', weight: 10, quota: 100, amount: 888 }] },
+// The demo is a convenience: if the API is not up to set it up, the ledger runs on without it.
+await demo().catch((err) => logger({ svc: 'start' }).warn('demo activities not set up; run npm start again to add them', { err }));
+async function demo() {
+  // A demo activity with a budget, so the first grant just works. Both calls are idempotent.
+  const admin = { authorization: `Bearer ${secrets.adminToken}`, 'content-type': 'application/json' };
+  await fetch(`${base}/v1/admin/activities/demo-rain`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'Demo red-packet rain', currency: 'CNY', maxSingleGrant: 20_000 }) });
+  await fetch(`${base}/v1/admin/activities/demo-rain/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
+  // A demo lottery campaign (a shake with cash and a frame), put once; its formal child's budget funded.
+  if ((await fetch(`${base}/v1/admin/campaigns/demo-shake/config`, { headers: admin })).status === 404) {
+    const from = new Date(Date.now() - 60_000).toISOString();
+    const until = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    await fetch(`${base}/v1/admin/campaigns/demo-shake/config?note=demo`, {
+      method: 'PUT', headers: admin,
+      body: JSON.stringify({
+        activityId: 'demo-shake', name: 'Demo shake', currency: 'CNY',
+        children: [{
+          childId: 'formal', stage: 'formal', startsAt: from, endsAt: until, winLimit: 3,
+          scenes: [{
+            sceneId: 'shake', awardType: 'cash', statementText: 'Demo shake', rateLimit: { draws: 10, perMs: 5_000 }, stockControl: true, reconcile: true,
+            pool: { poolId: 'main', noWinWeight: 50, prizes: [{ prizeId: 'cash-88', name: '0.88 CNY', weight: 40, quota: 10_000, amount: 88, maxPerSlice: 100 }, { prizeId: 'cash-888', name: '8.88 CNY', weight: 10, quota: 100, amount: 888 }] },
+          }],
         }],
-      }],
-    }),
-  });
+      }),
+    });
+  }
+  await fetch(`${base}/v1/admin/activities/demo-shake:formal/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
 }
-await fetch(`${base}/v1/admin/activities/demo-shake:formal/fundings`, { method: 'POST', headers: admin, body: JSON.stringify({ fundingId: 'demo-initial', amount: 100_000_000, currency: 'CNY' }) });
 
 console.log(`
 Hongbao Ledger is running (namespace "${cfg.namespace}").
