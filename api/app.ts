@@ -15,7 +15,7 @@ import type { KeyObject } from 'node:crypto';
 import { adminRoutes } from './admin/routes.ts';
 import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
-import { Journal, JournalRelay } from '../infra/journal.ts';
+import { journalFor, relayFor } from '../infra/journal.ts';
 import { tokenSigner } from '../domain/tokens.ts';
 import type { Runtime } from '../infra/runtime.ts';
 import { packetRoutes } from './packets/routes.ts';
@@ -69,13 +69,9 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
 
   const activities = new ActivityCatalog(rt.pool);
   const budget = new BudgetStore(rt.pool);
-  const journal = new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
+  const journal = journalFor(rt);
   // Every API instance relays the journal; instances share its shards (infra/journal.ts).
-  const relay = new JournalRelay({
-    pool: rt.pool, publisher: rt.publisher, log: rt.log, namespace: rt.cfg.namespace, shards: rt.cfg.journalShards,
-    pollMs: rt.cfg.journalPollMs, retentionSec: rt.cfg.orderRetentionSec,
-  });
-  journal.onAccepted(() => relay.wake());
+  const relay = relayFor(rt, journal);
   relay.start();
   app.addHook('onClose', () => relay.stop());
   const signer = tokenSigner(secrets.tokenSigningKeyPem, rt.cfg.tokenKeyId);
@@ -88,7 +84,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const catalog = new CampaignCatalog(campaignStore, rt.cfg.campaignPollMs, (err) => rt.log.warn('campaign configuration poll failed', { err }));
   await catalog.start();
   app.addHook('onClose', async () => catalog.stop());
-  const coupons = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock, log: rt.log });
+  const coupons = new CouponCommands({ pool: rt.pool, journal, lowStockPercent: rt.cfg.couponLowStockPercent, now: opts.couponClock });
   const couponReader = new CouponReader(rt.pool, rt.redis, { namespace: rt.cfg.namespace, timeoutMs: rt.cfg.couponQueryTimeoutMs, cacheSec: rt.cfg.couponViewCacheSec });
   const couponCatalog = new CouponCatalog(rt.pool, rt.cfg.couponStockBuckets);
   const draws = new DrawService({

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { removeNamespace } from '../infra/runtime.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
+import { journalFor } from '../infra/journal.ts';
 import { CouponCommands } from '../infra/coupon-store.ts';
 import { benchNamespace, processGroup, waitHttp } from './processes.ts';
 import { runLoad, median, summarise, type LoadResult } from './load.ts';
@@ -72,7 +73,7 @@ export async function benchCoupons(rounds: number, roundMs: number, concurrency:
     const { rows } = await rt.pool.query<{ grant_id: string; user_id: string; record: { coupons: { couponId: string; platform: string }[] } }>(
       'select grant_id, user_id, record from pack_states order by grant_id limit $1', [want],
     );
-    const commands = new CouponCommands({ pool: rt.pool, publisher: rt.publisher, lowStockPercent: 10, log: rt.log });
+    const commands = new CouponCommands({ pool: rt.pool, journal: journalFor(rt), lowStockPercent: 10 });
     log(`claiming ${rows.length} packs`);
     for (let i = 0; i < rows.length; i += 20) await Promise.all(rows.slice(i, i + 20).map((r) => commands.claim(r.user_id, r.grant_id)));
     const coupons = rows.flatMap((r) => r.record.coupons.map((c) => ({ userId: r.user_id, couponId: c.couponId, platform: c.platform })));

@@ -7,7 +7,7 @@ await setupNamespace(loadConfig());
 const rt = await openRuntime('coupon-keeper');
 const keeper = new CouponKeeper(rt);
 keeper.start();
-rt.log.info('coupon keeper running', { intervalMs: rt.cfg.couponKeeperIntervalMs, outboxSweepMs: rt.cfg.couponOutboxSweepMs });
+rt.log.info('coupon keeper running', { intervalMs: rt.cfg.couponKeeperIntervalMs });
 onShutdown(rt.log, async () => {
   await keeper.stop();
   await rt.close();

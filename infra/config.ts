@@ -78,9 +78,8 @@ export interface Config {
   /** A freeze holds a coupon this long unless the payment asks less; at most the max. */
   couponHoldDefaultMs: number;
   couponHoldMaxMs: number;
-  /** The coupon keeper's round: timed-out holds unfrozen, unproduced events produced after the sweep age. */
+  /** The coupon keeper's round: timed-out holds unfrozen. */
   couponKeeperIntervalMs: number;
-  couponOutboxSweepMs: number;
   /** The wallet's coupon list answers from its last cached view when the projection is slower than this. */
   couponQueryTimeoutMs: number;
   couponViewCacheSec: number;
@@ -148,7 +147,6 @@ export function loadConfig(overrides: Partial<Config> = {}): Config {
     couponHoldDefaultMs: int('COUPON_HOLD_SEC', 900) * 1000,
     couponHoldMaxMs: int('COUPON_HOLD_MAX_SEC', 3600) * 1000,
     couponKeeperIntervalMs: int('COUPON_KEEPER_INTERVAL_MS', 1000),
-    couponOutboxSweepMs: int('COUPON_OUTBOX_SWEEP_MS', 5000),
     couponQueryTimeoutMs: int('COUPON_QUERY_TIMEOUT_MS', 300),
     couponViewCacheSec: int('COUPON_VIEW_CACHE_SEC', 86_400),
     journalShards: int('JOURNAL_SHARDS', 16),

@@ -6,16 +6,15 @@ import {
   type CommandContext, type CouponEvent, type CouponIssue, type CouponRefusal, type Decision, type GiftPack, type PackRecord, type Platform, type StockLevel,
 } from '../domain/coupons.ts';
 import type { Currency } from '../domain/money.ts';
-import type { EventPublisher } from './publisher.ts';
+import type { Journal } from './journal.ts';
 
 /**
  * The command side of coupon gift packs, in Postgres: stock is taken with a conditional
  * update (C1), each pack's state is one row locked by every command on it (so racing
  * freezes, redeems and reissues of a pack serialise), and the events decided are written to
- * an outbox in the same transaction. After commit they are produced to Kafka in decision
- * order; whatever an instance could not produce, the next command on the pack or the coupon
- * keeper produces. A decision is therefore never lost and never half-made: stock, state and
- * events commit together.
+ * the command journal (infra/journal.ts) in the same transaction, in decision order; its
+ * relay produces them. A decision is therefore never lost and never half-made: stock, state
+ * and events commit together, whether or not Kafka is up.
  */
 export interface GrantCommand {
   activityId: string; orderNo: string; userId: string; packId: string; platform: Platform;
@@ -41,14 +40,11 @@ const refusalStatus: Record<string, number> = { COUPON_NOT_FOUND: 404, PACK_NOT_
 
 export class CouponCommands {
   private readonly terms: PackTerms;
-  private readonly produced: ProducedEvents;
 
   constructor(private readonly deps: {
-    pool: pg.Pool; publisher: EventPublisher; lowStockPercent: number; now?: () => number;
-    log: { warn(msg: string, fields?: Record<string, unknown>): void };
+    pool: pg.Pool; journal: Journal; lowStockPercent: number; now?: () => number;
   }) {
     this.terms = new PackTerms(deps.pool);
-    this.produced = new ProducedEvents(deps.pool, deps.log);
   }
 
   private now(): number {
@@ -68,7 +64,6 @@ export class CouponCommands {
       if (rows[0]!.fingerprint !== fingerprintOf(cmd)) {
         return { ok: false, status: 409, refusal: { code: 'ORDER_CONFLICT', message: `Order ${cmd.orderNo} was already used for a different gift pack grant; an order number identifies one grant.` } };
       }
-      await this.flush(grantId);
       return { ok: true, record: rows[0]!.record, replayed: true, stock: await this.stockOf(rows[0]!.record.coupons.map((c) => c.templateId)) };
     }
     if ('empty' in decided) {
@@ -76,12 +71,12 @@ export class CouponCommands {
       return { ok: false, status: 409, refusal: { code: 'OUT_OF_STOCK', message: `Gift pack ${cmd.packId} is out of stock on ${cmd.platform}: ${decided.empty.join(', ')} has none left.`, details: { exhausted: decided.empty, stock } } };
     }
     if (!('events' in decided)) return decided;
-    await this.flush(grantId, decided.events);
+    this.deps.journal.committed();
     const stock = decided.levels?.map((t) => this.levelOf(t)) ?? await this.stockOf(decided.record.coupons.map((c) => c.templateId));
     return { ok: true, record: decided.record, replayed: false, stock };
   }
 
-  /** One transaction: the order's row (or 'replay' when the order exists), the event in the outbox, and the stock — or nothing. */
+  /** One transaction: the order's row (or 'replay' when the order exists), the event in the journal, and the stock — or nothing. */
   private async decideGrantTx(grantId: string, cmd: GrantCommand, audit: Audit): Promise<'replay' | { empty: string[]; templateIds: string[] } | { record: PackRecord; events: CouponEvent[]; levels: StockRow[] | null } | CommandResult> {
     const terms = await this.terms.get(cmd.packId, cmd.platform);
     if (!terms) return { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: `There is no gift pack "${cmd.packId}".` } };
@@ -173,44 +168,6 @@ export class CouponCommands {
     return rows.length;
   }
 
-  /** Keeper: produces outbox events older than `olderThanMs` that no instance produced (Kafka was down, or the instance died). */
-  async produceStranded(olderThanMs: number, limit = 500): Promise<number> {
-    const { rows } = await this.deps.pool.query<{ grant_id: string }>(
-      `select distinct grant_id from (select grant_id from coupon_outbox where created_at < now() - make_interval(secs => $1::double precision / 1000)
-        order by seq limit $2) s`, [olderThanMs, limit],
-    );
-    let n = 0;
-    for (const r of rows) n += await this.flush(r.grant_id);
-    await this.produced.drain();
-    return n;
-  }
-
-  /** Produces a pack's outbox in decision order, then forgets what Kafka acknowledged. */
-  async flush(grantId: string, fresh?: readonly CouponEvent[]): Promise<number> {
-    const rows = fresh
-      ? fresh.map((e) => ({ id: e.data.eventId, type: e.type, payload: e.data }))
-      : (await this.deps.pool.query<{ id: string; type: CouponEvent['type']; payload: CouponEvent['data'] }>(
-        'select event_id as id, type, payload from coupon_outbox where grant_id=$1 order by seq', [grantId],
-      )).rows.filter((r) => !this.produced.has(r.id)); // acknowledged already, its row not yet deleted
-    let done = 0;
-    try {
-      // One at a time: a pack's events must reach its partition in the order they were decided.
-      for (const r of rows) {
-        await this.deps.publisher.publish(r.type, r.payload as never);
-        this.produced.add(grantId, r.id);
-        done++;
-      }
-    } catch (err) {
-      this.deps.log.warn('coupon events not produced yet; the outbox keeps them', { grantId, err: (err as Error).message });
-    }
-    return done;
-  }
-
-  /** Forgets now what Kafka has acknowledged (the keeper and tests; requests let it batch). */
-  async forgetProduced(): Promise<void> {
-    await this.produced.drain();
-  }
-
   private onCoupon(couponId: string, userId: string, decide: (r: PackRecord, ctx: CommandContext, client: pg.PoolClient) => Decided | Promise<Decided>): Promise<CommandResult> {
     return this.onPack({ couponId }, userId, decide);
   }
@@ -231,8 +188,7 @@ export class CouponCommands {
   ): Promise<CommandResult> {
     const client = await this.deps.pool.connect();
     let result: CommandResult;
-    let written: { events: CouponEvent[]; earlier: number } | null = null;
-    let grantId: string;
+    let written = false;
     try {
       await client.query('begin');
       const { rows } = await client.query<{ record: PackRecord }>(
@@ -246,14 +202,17 @@ export class CouponCommands {
         await client.query('rollback');
         return 'couponId' in pack ? notFound(pack.couponId) : { ok: false, status: 404, refusal: { code: 'PACK_NOT_FOUND', message: 'There is no such gift pack in this wallet.' } };
       }
-      grantId = stored.grantId;
+      const grantId = stored.grantId;
       const ctx: CommandContext = { now: this.now(), activityId: stored.activityId, traceId: grantId };
       const timeouts = decideTimeouts(stored, ctx);
       const current = applyAll(stored, timeouts)!;
       const d = await decide(current, ctx, client);
       const events = d.refusal ? timeouts : [...timeouts, ...d.events];
       const record = applyAll(stored, events)!;
-      if (events.length > 0) written = { events, earlier: (await this.save(client, record, events)).earlier };
+      if (events.length > 0) {
+        await this.save(client, record, events);
+        written = true;
+      }
       await client.query('commit');
       result = d.refusal
         ? { ok: false, status: refusalStatus[d.refusal.code] ?? 409, refusal: d.refusal }
@@ -264,37 +223,38 @@ export class CouponCommands {
     } finally {
       client.release();
     }
-    // Events decided earlier and not yet produced go first; with none, what was just decided is all there is.
-    if (written) await this.flush(grantId, written.earlier === 0 ? written.events : undefined);
+    if (written) this.deps.journal.committed();
     return result;
   }
 
   /**
    * Writes a decision in one statement: the pack's state (a new pack's row, or the locked one
-   * replaced), its new coupons' owners, and its events in the outbox. For a new pack, a row
+   * replaced), its new coupons' owners, and its events in the journal (each its own command,
+   * keyed by its derived id, on the owner's shard: in decision order). For a new pack, a row
    * already there (another copy of the order won) writes nothing, and the answer is false.
    */
-  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[], create?: { fingerprint: string }): Promise<{ created: boolean; earlier: number }> {
+  private async save(client: pg.PoolClient, record: PackRecord, events: readonly CouponEvent[], create?: { fingerprint: string }): Promise<{ created: boolean }> {
     const expiry = nextHoldExpiry(record);
     const fresh = events.flatMap((e) => (e.type === 'GiftPackGranted' || e.type === 'CouponsReissued' ? e.data.coupons : []));
     const state = create
       ? `insert into pack_states(grant_id, activity_id, order_no, user_id, fingerprint, record, hold_expires_at) values ($1, $8, $9, $10, $11, $2, $3)
          on conflict do nothing returning grant_id`
       : 'update pack_states set record = $2, hold_expires_at = $3 where grant_id = $1 returning grant_id';
-    // `earlier`: the pack's events still in the outbox from before (the statement's snapshot does not see its own inserts).
-    const { rows } = await client.query<{ n: number; earlier: number }>(
+    const { rows } = await client.query<{ n: number }>(
       `with state as (${state}),
             owners as (insert into coupon_owners(coupon_id, grant_id) select c, s.grant_id from unnest($4::uuid[]) as c, state s),
-            outbox as (insert into coupon_outbox(event_id, grant_id, type, payload) select e.id, s.grant_id, e.type, e.payload
-                         from unnest($5::uuid[], $6::text[], $7::jsonb[]) with ordinality as e(id, type, payload, n), state s order by e.n)
-       select (select count(*) from state)::int as n, (select count(*) from coupon_outbox where grant_id = $1)::int as earlier`,
+            journaled as (insert into journal(command_key, shard, events, answer)
+                         select 'coupon:' || e.id, $5::smallint, jsonb_build_array(e.event), '{}'::jsonb
+                           from unnest($6::uuid[], $7::jsonb[]) with ordinality as e(id, event, n), state s order by e.n
+                         on conflict (command_key) do nothing)
+       select (select count(*) from state)::int as n`,
       [
         record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(), fresh.map((c) => c.couponId),
-        events.map((e) => e.data.eventId), events.map((e) => e.type), events.map((e) => JSON.stringify(e.data)),
+        this.deps.journal.shardOfEvent(events[0]!), events.map((e) => e.data.eventId), events.map((e) => JSON.stringify(e)),
         ...(create ? [record.activityId, record.orderNo, record.userId, create.fingerprint] : []),
       ],
     );
-    return { created: rows[0]!.n === 1, earlier: rows[0]!.earlier };
+    return { created: rows[0]!.n === 1 };
   }
 
   /** Template terms, read without a lock: a template in use keeps its platform and value (coupon-catalog.ts). */
@@ -396,46 +356,6 @@ class PackTerms {
       [packId, platform],
     );
     return rows.length === 0 ? null : rows.map(({ slot, ...template }) => ({ slot, template }));
-  }
-}
-
-/**
- * Outbox rows Kafka has acknowledged, deleted in batches off the request path. A row not
- * deleted yet (the process died first) is produced again by the keeper: a copy the ledger
- * applies once, by its id.
- */
-class ProducedEvents {
-  private pending: { grantId: string; eventId: string }[] = [];
-  /** Acknowledged by Kafka, row not deleted yet: not to be produced again meanwhile. */
-  private readonly ids = new Set<string>();
-  private timer: NodeJS.Timeout | null = null;
-  private draining: Promise<void> = Promise.resolve();
-
-  constructor(private readonly pool: pg.Pool, private readonly log: { warn(msg: string, fields?: Record<string, unknown>): void }) {}
-
-  has(eventId: string): boolean {
-    return this.ids.has(eventId);
-  }
-
-  add(grantId: string, eventId: string): void {
-    this.pending.push({ grantId, eventId });
-    this.ids.add(eventId);
-    if (this.pending.length >= 500) void this.drain();
-    else this.timer ??= setTimeout(() => void this.drain(), 20);
-  }
-
-  drain(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return this.draining;
-    this.draining = this.draining.then(() => this.pool.query(
-      'delete from coupon_outbox o using unnest($1::uuid[], $2::uuid[]) as d(grant_id, event_id) where o.grant_id = d.grant_id and o.event_id = d.event_id',
-      [batch.map((b) => b.grantId), batch.map((b) => b.eventId)],
-    )).then(() => undefined, (err) => this.log.warn('produced coupon events not forgotten; the keeper will produce them again', { err: (err as Error).message }))
-      .finally(() => { for (const b of batch) this.ids.delete(b.eventId); });
-    return this.draining;
   }
 }
 

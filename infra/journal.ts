@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { LedgerEvent } from '../domain/events.ts';
-import type { Topics } from './config.ts';
+import type { Config, Topics } from './config.ts';
 import { routeOf, type EventPublisher } from './publisher.ts';
 import type { Logger } from './log.ts';
 
@@ -97,8 +97,12 @@ export class Journal {
   }
 
   private shardOfCommand(cmd: JournalCommand<unknown>): number {
-    const first = cmd.events[0]!;
-    const route = routeOf(this.deps.topics, first.type, first.data as never);
+    return this.shardOfEvent(cmd.events[0]!);
+  }
+
+  /** The shard of an event's order key, for a caller that writes journal rows in its own statement (coupons). */
+  shardOfEvent(event: LedgerEvent): number {
+    const route = routeOf(this.deps.topics, event.type, event.data as never);
     return shardOf(route.partitionKey ?? route.key, this.deps.shards);
   }
 
@@ -266,4 +270,19 @@ export class JournalRelay {
       [this.deps.retentionSec],
     );
   }
+}
+
+/** The namespace's journal, as every process that accepts commands opens it. */
+export function journalFor(rt: { pool: pg.Pool; topics: Topics; cfg: Config }): Journal {
+  return new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
+}
+
+/** A relay of the namespace's journal, woken by `journal`'s commits. Started by the caller. */
+export function relayFor(rt: { pool: pg.Pool; publisher: EventPublisher; log: Logger; cfg: Config }, journal?: Journal): JournalRelay {
+  const relay = new JournalRelay({
+    pool: rt.pool, publisher: rt.publisher, log: rt.log, namespace: rt.cfg.namespace, shards: rt.cfg.journalShards,
+    pollMs: rt.cfg.journalPollMs, retentionSec: rt.cfg.orderRetentionSec,
+  });
+  journal?.onAccepted(() => relay.wake());
+  return relay;
 }

@@ -4,6 +4,22 @@ import type { Runtime } from './runtime.ts';
 export class ProjectionBehind extends Error {}
 
 /**
+ * A Kafka call on a request's path may not outlive the request's deadline: while a broker
+ * restarts, kafkajs retries for tens of seconds, and the caller must answer 503 fast instead.
+ */
+export async function beforeDeadline<T>(work: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProjectionBehind(`${what} did not answer in time`)), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Read-your-writes against the ledger projection: waits until the projector has applied
  * everything on a user's wallet partition up to a point. Used by withdrawal, which must see
  * every reward the user was granted before it decides.
@@ -27,9 +43,9 @@ export class ProjectionFence {
   }
 
   /** The wallet partition holding a user's events, and its current end offset. */
-  async userPartitionEnd(userId: string): Promise<{ partition: number; end: number }> {
+  async userPartitionEnd(userId: string, deadline = Date.now() + 5_000): Promise<{ partition: number; end: number }> {
     const topic = this.rt.topics.wallet;
-    const offsets = await (await this.connected()).fetchTopicOffsets(topic);
+    const offsets = await beforeDeadline(this.connected().then((a) => a.fetchTopicOffsets(topic)), deadline, 'Kafka (the wallet topic\'s end offsets)');
     // The producer's own partitioner (murmur2, as the Java client): same key, same partition.
     const partition = this.partitioner({
       topic,
@@ -55,13 +71,13 @@ export class ProjectionFence {
 
   /** Waits until everything produced to the user's partition so far is projected. */
   async catchUp(userId: string, deadline: number): Promise<void> {
-    const { partition, end } = await this.userPartitionEnd(userId);
+    const { partition, end } = await this.userPartitionEnd(userId, deadline);
     if (end > 0) await this.waitFor(partition, end, deadline);
   }
 
   /** Waits until everything produced to every wallet partition so far is projected. */
   async catchUpAll(deadline: number): Promise<void> {
-    const offsets = await (await this.connected()).fetchTopicOffsets(this.rt.topics.wallet);
+    const offsets = await beforeDeadline(this.connected().then((a) => a.fetchTopicOffsets(this.rt.topics.wallet)), deadline, 'Kafka (the wallet topic\'s end offsets)');
     for (const o of offsets) {
       if (Number(o.high) > 0) await this.waitFor(o.partition, Number(o.high), deadline);
     }

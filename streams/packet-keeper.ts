@@ -6,7 +6,7 @@ import type { Runtime } from '../infra/runtime.ts';
 import { PacketGrabs } from '../infra/packet-grabs.ts';
 import { ProjectionFence } from '../infra/projection-fence.ts';
 import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
-import { Journal, JournalRelay } from '../infra/journal.ts';
+import { journalFor, relayFor, type Journal, type JournalRelay } from '../infra/journal.ts';
 import { PacketClaims } from '../infra/packet-claims.ts';
 
 export interface KeeperRound {
@@ -46,12 +46,8 @@ export class PacketKeeper {
     this.grabs = new PacketGrabs(rt.redis, rt.cfg.namespace);
     this.reader = new PacketReader(rt.pool);
     this.fence = new ProjectionFence(rt);
-    this.journal = new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
-    this.relay = new JournalRelay({
-      pool: rt.pool, publisher: rt.publisher, log: rt.log, namespace: rt.cfg.namespace, shards: rt.cfg.journalShards,
-      pollMs: rt.cfg.journalPollMs, retentionSec: rt.cfg.orderRetentionSec,
-    });
-    this.journal.onAccepted(() => this.relay.wake());
+    this.journal = journalFor(rt);
+    this.relay = relayFor(rt, this.journal);
     this.restorer = new PacketRestorer(this.reader, this.grabs, this.fence, this.journal);
     this.claims = new PacketClaims(this.journal, this.grabs);
   }

@@ -7,7 +7,7 @@ import type { Currency } from '../../domain/money.ts';
 import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { Journal } from '../../infra/journal.ts';
-import { ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
+import { beforeDeadline, ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import { ApiError } from '../errors.ts';
 import type { WalletReader, WithdrawalView } from './reader.ts';
@@ -140,14 +140,14 @@ export class WithdrawalService {
     ]);
     if (tokens.length === 0 && shares.length === 0) return;
     const now = Date.now();
-    await Promise.all([
+    await beforeDeadline(Promise.all([
       this.deps.publisher.publishMany('TokenCredited', tokens.map((r) => creditFor({
         tokenId: r.token_id, activityId: r.activity_id, traceId: randomUUID(), userId, amount: r.amount, currency: r.currency,
       }, now))),
       this.deps.publisher.publishMany('PacketShareCredited', shares.map((r) => shareCreditFor({
         packetId: r.packet_id, userId, amount: r.amount, currency: r.currency, traceId: randomUUID(),
       }, now))),
-    ]);
+    ]), deadline, 'Kafka (the forced credits)');
     await this.deps.fence.catchUp(userId, deadline);
   }
 

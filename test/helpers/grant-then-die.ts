@@ -1,12 +1,12 @@
-// A process that decides a gift-pack grant and is killed (SIGKILL, by itself) at the moment it
-// would produce the event: Postgres has committed the stock, the pack and the outbox row, and
-// Kafka has heard nothing. Run by test/coupons.test.ts with the grant as its argument.
+// A process that decides a gift-pack grant and is killed (SIGKILL, by itself) as soon as the
+// decision is committed, before any relay of its own could produce it: Postgres has the stock,
+// the pack and the journal row, and Kafka has heard nothing. Run by test/coupons.test.ts with
+// the grant as its argument.
 import { openRuntime } from '../../infra/runtime.ts';
 import { CouponCommands } from '../../infra/coupon-store.ts';
-import type { EventPublisher } from '../../infra/publisher.ts';
+import { journalFor } from '../../infra/journal.ts';
 
 const rt = await openRuntime('grant-then-die');
-const dies = { publish: async () => { process.kill(process.pid, 'SIGKILL'); await new Promise(() => {}); } } as unknown as EventPublisher;
-const commands = new CouponCommands({ pool: rt.pool, publisher: dies, lowStockPercent: 10, log: rt.log });
+const commands = new CouponCommands({ pool: rt.pool, journal: journalFor(rt), lowStockPercent: 10 });
 await commands.grant(JSON.parse(process.argv[2]!), { grantedBy: 'grant-then-die', clientAddress: '127.0.0.1', requestId: 'r-die' });
-throw new Error('the grant was produced: this process should have died first');
+process.kill(process.pid, 'SIGKILL');
