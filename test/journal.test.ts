@@ -120,8 +120,8 @@ t.test('the relay keeps each key\'s order across instances, produces every comma
     }
   }));
   await l.waitFor('the journal drained', async () => (await journal.depth()).unproduced === 0);
-  const depth = await journal.depth();
-  t.same(depth, { unproduced: 0, oldestAgeMs: 0 });
+  t.same(await journal.depth(), { unproduced: 0, oldestAgeMs: 0 });
+  t.same((await l.admin('GET', '/v1/admin/journal')).json, { unproduced: 0, oldestAgeMs: 0 }, 'operators see it too');
 
   const seen = new Map<string, number[]>();
   let count = 0;
@@ -134,6 +134,25 @@ t.test('the relay keeps each key\'s order across instances, produces every comma
   });
   t.equal(count, 200, 'every command produced exactly once (the relays shared the work without copies)');
   for (const u of users) t.same(seen.get(u), Array.from({ length: 20 }, (_, i) => i), `${u}'s grants are in the log in the order they were accepted`);
+});
+
+t.test('while Kafka cannot be written, grants are accepted and the journal\'s depth and oldest age grow; then it drains, each event once', async (t) => {
+  const l = await startTestLedger(t);
+  const act = await l.activity({ budget: 10_000 });
+  await l.waitFor('the funding produced', async () => (await l.admin('GET', '/v1/admin/journal')).json.unproduced === 0);
+  const publishInOrder = l.rt.publisher.publishInOrder;
+  l.rt.publisher.publishInOrder = async () => { throw new Error('kafka is down (test)'); };
+  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => l.signed('POST', '/v1/grants', grant(act, `down-${i}`, `u-${i % 3}`, 10))));
+  t.ok(answers.every((a) => a.statusCode === 201), 'all accepted during the outage');
+  await new Promise((r) => setTimeout(r, 300));
+  const during = (await l.admin('GET', '/v1/admin/journal')).json;
+  t.equal(during.unproduced, 20, 'twenty commands wait');
+  t.ok(during.oldestAgeMs >= 300, `the oldest has waited ${during.oldestAgeMs} ms`);
+  l.rt.publisher.publishInOrder = publishInOrder;
+  await l.waitFor('drained', async () => (await l.admin('GET', '/v1/admin/journal')).json.unproduced === 0, 15_000);
+  await l.waitFor('projected', async () => (await projectedBudget(l, act)) === 10_000 - 200);
+  const { rows } = await l.rt.pool.query("select count(*)::int as n from ledger_events where event_type = 'TokenIssued'");
+  t.equal(rows[0].n, 20, 'each grant in the ledger once');
 });
 
 t.test('a journal that cannot be written answers 503 at once and accepts nothing', async (t) => {

@@ -161,6 +161,10 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
     // The ledger's invariants, checked now against the projection.
     app.get('/v1/admin/invariants', async () => invariants());
 
+    // The command journal's backlog: accepted commands the relay has not produced yet, and how
+    // long the oldest has waited (growing while Kafka is down; it should drain within seconds after).
+    app.get('/v1/admin/journal', async () => journal.depth());
+
     await app.register(reconciliationRoutes, { pool });
     await app.register(campaignRoutes, campaigns);
     await app.register(couponAdminRoutes, coupons);
