@@ -55,8 +55,15 @@ export class ContinuousReconciler {
   private async lead(): Promise<boolean> {
     if (this.leader) return true;
     const client = await this.deps.pool.connect();
-    const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtext($1)) as ok', [`reconciler:${this.namespace}`]);
-    if (!rows[0]!.ok) {
+    let ok: boolean;
+    try {
+      ({ ok } = (await client.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtext($1)) as ok', [`reconciler:${this.namespace}`])).rows[0]!);
+    } catch (err) {
+      // Given back broken, or the pool (a few connections) would run dry after a few such failures and the next tick wait for ever.
+      client.release(err as Error);
+      throw err;
+    }
+    if (!ok) {
       client.release();
       return false;
     }

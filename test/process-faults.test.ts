@@ -7,6 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { startTestLedger } from './helpers/ledger.ts';
 import { issued } from './helpers/events.ts';
 import { databaseUrlVia, freePort, ownRedis, spawnBin, tcpProxy } from './helpers/outages.ts';
+import { pgPool } from '../infra/db.ts';
+import { projectorName } from '../projections/ledger-projector.ts';
+import { ContinuousReconciler } from '../reconcile/continuous.ts';
+import { ProviderStatement } from '../reconcile/provider-statement.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,4 +93,27 @@ t.test('crediting: Redis restarts (its data gone); the process lives and credits
   await l.waitFor('the rest credited', async () => (await credited()) === 40, 60_000);
   t.pass(`crediting resumed ${((Date.now() - back) / 1000).toFixed(1)} s after Redis came back`);
   t.equal(child.exitCode, null, 'and it is still running');
+});
+
+t.test('reconciler: a connection lost under its lock query goes back to the pool broken, not kept for ever', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const pgUrl = new URL(l.cfg.databaseUrl);
+  const proxy = await tcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  t.teardown(() => proxy.close());
+  // One connection, as a small pool has after a few such losses.
+  const pool = pgPool(databaseUrlVia(l.cfg.databaseUrl, proxy.port), l.ns, 1, l.rt.log);
+  t.teardown(() => pool.end());
+  const reconciler = new ContinuousReconciler({
+    kafka: l.rt.kafka, registryUrl: l.cfg.schemaRegistryUrl, pool, topics: l.rt.topics, projector: projectorName(l.ns),
+    provider: new ProviderStatement('http://127.0.0.1:1', 'unused'),
+  }, l.rt.log, l.ns, { intervalMs: 60_000, behindMs: 300_000, reportPeriodMs: 3_600_000, creditGraceMs: 300_000, payoutGraceMs: 300_000 });
+  t.teardown(() => reconciler.stop());
+  await pool.query('select 1'); // the connection is open and idle
+
+  const lost = proxy.cutOnNextRequest();
+  await t.rejects(reconciler.tick(), 'the tick fails: Postgres went away under its lock query');
+  await lost;
+  await proxy.restore();
+  const answered = await Promise.race([pool.query('select 1').then(() => true), sleep(5_000).then(() => false)]);
+  t.ok(answered, 'the pool serves again once Postgres is back (the lost connection was not kept checked out)');
 });
