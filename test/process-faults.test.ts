@@ -6,7 +6,11 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { startTestLedger } from './helpers/ledger.ts';
 import { issued } from './helpers/events.ts';
-import { databaseUrlVia, freePort, ownRedis, spawnBin, tcpProxy } from './helpers/outages.ts';
+import { childrenOf, databaseUrlVia, freePort, npmStart, ownRedis, spawnBin, tcpProxy } from './helpers/outages.ts';
+import { signRequest } from '../api/auth/upstream-signature.ts';
+import { signUserToken } from '../api/auth/user-jwt.ts';
+import { devUpstreamKey } from '../infra/secrets.ts';
+import { devUserTokenKey, DEV_USER_KEY_ID } from '../infra/keys.ts';
 import { pgPool } from '../infra/db.ts';
 import { projectorName } from '../projections/ledger-projector.ts';
 import { ContinuousReconciler } from '../reconcile/continuous.ts';
@@ -116,4 +120,59 @@ t.test('reconciler: a connection lost under its lock query goes back to the pool
   await proxy.restore();
   const answered = await Promise.race([pool.query('select 1').then(() => true), sleep(5_000).then(() => false)]);
   t.ok(answered, 'the pool serves again once Postgres is back (the lost connection was not kept checked out)');
+});
+
+t.test('npm start: every process outlives a Postgres restart and a Redis restart, and money flows again after', async (t) => {
+  const l = await startTestLedger(t, { projector: false }); // the namespace, and its removal afterwards
+  const pgUrl = new URL(l.cfg.databaseUrl);
+  const pg = await tcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  t.teardown(() => pg.close());
+  // Redis through a proxy too: its data survives, as it would a restart with persistence, so
+  // what is tested is the processes, not how each copes with losing Redis's data.
+  const redisUrl = new URL(l.cfg.redisUrl);
+  const redis = await tcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  t.teardown(() => redis.close());
+  const start = await npmStart({
+    LEDGER_NAMESPACE: l.ns, LOG_LEVEL: 'error',
+    DATABASE_URL: databaseUrlVia(l.cfg.databaseUrl, pg.port), REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+  });
+  t.teardown(() => start.kill());
+  await start.up();
+  const processes = childrenOf(start.proc.pid!);
+  t.equal(processes.length, 8, 'npm start runs its 8 processes');
+
+  // A reward granted, credited, withdrawn and paid out: every process of the money path at work.
+  const moneyFlows = async (userId: string) => {
+    const body = JSON.stringify({ activityId: 'demo-rain', sceneId: 'chaos', orderNo: `chaos-${userId}`, userId, amount: 100, currency: 'CNY' });
+    const grant = await fetch(`${start.api}/v1/grants`, { method: 'POST', headers: { 'content-type': 'application/json', ...signRequest(devUpstreamKey(), 'POST', '/v1/grants', body) }, body });
+    if (grant.status !== 201) return `grant ${grant.status}`;
+    await l.waitFor(`${userId}'s reward credited`, async () => (await l.rt.pool.query(`select 1 from tokens where user_id = $1 and status = 'credited'`, [userId])).rowCount === 1, 60_000);
+    const w = await fetch(`${start.api}/v1/wallets/${userId}/withdrawals`, {
+      method: 'POST', body: JSON.stringify({ amount: 60, currency: 'CNY' }),
+      headers: { 'content-type': 'application/json', 'idempotency-key': `chaos-${userId}`, authorization: `Bearer ${signUserToken(devUserTokenKey(), DEV_USER_KEY_ID, userId)}` },
+    });
+    if (w.status !== 201) return `withdrawal ${w.status} ${await w.text()}`;
+    await l.waitFor(`${userId}'s payout settled`, async () => (await l.rt.pool.query(`select 1 from withdrawals where user_id = $1 and status = 'settled'`, [userId])).rowCount === 1, 60_000);
+    return 'paid';
+  };
+  t.equal(await moneyFlows('u-chaos-before'), 'paid', 'before the faults, a reward is granted, credited and paid out');
+
+  await pg.cut();
+  await sleep(4_000);
+  await pg.restore();
+  await redis.cut();
+  await sleep(3_000);
+  await redis.restore();
+  const back = Date.now();
+  // The API may answer 503 until its connections are back: the caller retries, as upstream does.
+  let outcome = '';
+  for (let i = 0; i < 20 && outcome !== 'paid'; i++) {
+    outcome = await moneyFlows('u-chaos-after');
+    if (outcome !== 'paid') await sleep(500);
+  }
+  t.equal(outcome, 'paid', `after the faults, money flows again (paid out ${((Date.now() - back) / 1000).toFixed(1)} s after Redis came back)`);
+  const now = childrenOf(start.proc.pid!);
+  t.same(now.map((c) => c.pid).sort(), processes.map((c) => c.pid).sort(), 'no process died: every one is the one that was started');
+  start.proc.kill('SIGTERM');
+  t.equal(await start.exited, 0, 'npm start stops cleanly');
 });

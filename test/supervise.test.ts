@@ -2,11 +2,9 @@
 // backoff and the others carry on; only a stop ends them. bin/start.ts runs the ledger's
 // processes under this supervisor; here it runs small stand-ins, to be quick.
 import t from 'tap';
-import { execFileSync, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../bin/supervise.ts';
 import { startTestLedger } from './helpers/ledger.ts';
-import { freePort } from './helpers/outages.ts';
+import { childrenOf, npmStart } from './helpers/outages.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
@@ -73,50 +71,26 @@ t.test('stop() kills a child that does not stop on SIGTERM within the grace peri
   t.notOk(alive(pid), `killed after the grace period (${Date.now() - started} ms)`);
 });
 
-/** The bin/ processes a process started, by pid and command line (not tsx's esbuild service). */
-function childrenOf(pid: number): { pid: number; args: string }[] {
-  let out = '';
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
-  } catch { /* none */ }
-  return out.trim().split('\n').filter(Boolean).map((l) => {
-    const m = /^\s*(\d+)\s+(.*)$/.exec(l)!;
-    return { pid: Number(m[1]), args: m[2]! };
-  }).filter((c) => /bin\/[\w-]+\.ts/.test(c.args));
-}
-
 t.test('npm start: a process that dies is restarted and the rest keep serving; SIGTERM stops everything', async (t) => {
   const l = await startTestLedger(t, { projector: false }); // the namespace, and its removal afterwards
-  const [apiPort, providerPort, reconcilerPort] = [await freePort(), await freePort(), await freePort()];
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const start = spawn(process.execPath, ['--import', 'tsx', 'bin/start.ts'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, LEDGER_NAMESPACE: l.ns, API_PORT: String(apiPort), PROVIDER_PORT: String(providerPort), RECONCILER_PORT: String(reconcilerPort), LOG_LEVEL: 'warn' },
-  });
-  let printed = '';
-  start.stdout!.on('data', (d) => { printed += d; });
-  const exited = new Promise<number | null>((r) => start.once('exit', (code) => r(code)));
-  t.teardown(() => {
-    for (const c of childrenOf(start.pid!)) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
-    start.kill('SIGKILL');
-  });
-  const api = `http://127.0.0.1:${apiPort}/health`;
-  const healthy = () => fetch(api).then((r) => r.ok, () => false);
-  await l.waitFor('npm start up', async () => printed.includes('Hongbao Ledger is running') && (await healthy()), 90_000);
-  const before = childrenOf(start.pid!);
+  const start = await npmStart({ LEDGER_NAMESPACE: l.ns });
+  t.teardown(() => start.kill());
+  await start.up();
+  const healthy = () => fetch(`${start.api}/health`).then((r) => r.ok, () => false);
+  const before = childrenOf(start.proc.pid!);
   t.equal(before.length, 8, `it runs 8 processes: ${before.map((c) => /bin\/([\w-]+)\.ts/.exec(c.args)?.[1]).join(', ')}`);
 
   const projector = before.find((c) => c.args.includes('bin/projector.ts'))!;
   process.kill(projector.pid, 'SIGKILL');
-  const again = await l.waitFor('the projector restarted', async () => childrenOf(start.pid!).find((c) => c.args.includes('bin/projector.ts') && c.pid !== projector.pid), 30_000);
+  const again = await l.waitFor('the projector restarted', async () => childrenOf(start.proc.pid!).find((c) => c.args.includes('bin/projector.ts') && c.pid !== projector.pid), 30_000);
   t.ok(again, `the killed projector runs again (pid ${projector.pid} → ${again.pid})`);
-  t.equal(start.exitCode, null, 'npm start is still running');
+  t.equal(start.proc.exitCode, null, 'npm start is still running');
   t.ok(await healthy(), 'the API kept serving');
   const others = before.filter((c) => c.pid !== projector.pid);
-  t.same(others.filter((c) => childrenOf(start.pid!).some((n) => n.pid === c.pid)).length, 7, 'the other 7 processes were not restarted');
+  t.same(others.filter((c) => childrenOf(start.proc.pid!).some((n) => n.pid === c.pid)).length, 7, 'the other 7 processes were not restarted');
 
-  start.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM stops npm start cleanly');
+  start.proc.kill('SIGTERM');
+  t.equal(await start.exited, 0, 'SIGTERM stops npm start cleanly');
   const all = [...before, again];
   await l.waitFor('every process gone', async () => all.every((c) => { try { process.kill(c.pid, 0); return false; } catch { return true; } }), 15_000);
   t.pass('and every process it ran');

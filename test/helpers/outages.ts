@@ -2,7 +2,7 @@
 // (cut it and nothing answers on its port; restore it and the same port answers again) and
 // a Redis server of the test's own. Plus spawning a bin/ process the way `npm start` does.
 import net from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -137,4 +137,55 @@ export function databaseUrlVia(databaseUrl: string, port: number): string {
   u.hostname = '127.0.0.1';
   u.port = String(port);
   return u.toString();
+}
+
+/** The bin/ processes a process started, by pid and command line (not tsx's esbuild service). */
+export function childrenOf(pid: number): { pid: number; args: string }[] {
+  let out = '';
+  try {
+    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  } catch { /* none */ }
+  return out.trim().split('\n').filter(Boolean).map((l) => {
+    const m = /^\s*(\d+)\s+(.*)$/.exec(l)!;
+    return { pid: Number(m[1]), args: m[2]! };
+  }).filter((c) => /bin\/[\w-]+\.ts/.test(c.args));
+}
+
+export interface NpmStart {
+  proc: ChildProcess;
+  /** The API's base URL. */
+  api: string;
+  exited: Promise<number | null>;
+  /** Resolves once it printed that the ledger is running and the API answers /health. */
+  up(timeoutMs?: number): Promise<void>;
+  /** SIGKILLs it and every process it runs (a test's teardown). */
+  kill(): void;
+}
+
+/** `npm start` (bin/start.ts) in a test's namespace, on spare ports. */
+export async function npmStart(env: Record<string, string> & { LEDGER_NAMESPACE: string }): Promise<NpmStart> {
+  const [apiPort, providerPort, reconcilerPort] = [await freePort(), await freePort(), await freePort()];
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bin/start.ts'], {
+    cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, API_PORT: String(apiPort), PROVIDER_PORT: String(providerPort), RECONCILER_PORT: String(reconcilerPort), LOG_LEVEL: 'warn', ...env },
+  });
+  let printed = '';
+  proc.stdout!.on('data', (d) => { printed += d; });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const api = `http://127.0.0.1:${apiPort}`;
+  return {
+    proc, api, exited,
+    async up(timeoutMs = 90_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(printed.includes('Hongbao Ledger is running') && (await fetch(`${api}/health`).then((r) => r.ok, () => false)))) {
+        if (proc.exitCode !== null) throw new Error(`npm start exited (${proc.exitCode})`);
+        if (Date.now() > deadline) throw new Error('npm start did not come up');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+    kill() {
+      for (const c of childrenOf(proc.pid!)) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+      proc.kill('SIGKILL');
+    },
+  };
 }
