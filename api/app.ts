@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { installErrorHandling } from './errors.ts';
+import { frameworkErrors, installErrorHandling } from './errors.ts';
 import { installInputRules, requestIdOf } from './input.ts';
 import { upstreamAuth } from './auth/upstream-plugin.ts';
 import { grantRoutes } from './grants/routes.ts';
@@ -63,6 +63,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     requestIdHeader: false,
     genReqId: requestIdOf,
     trustProxy: false,
+    frameworkErrors,
   });
   installErrorHandling(app);
   installInputRules(app);

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * Every error answer has the same shape: a stable machine-readable `code`, a sentence a
@@ -131,6 +131,21 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ code: 'ROUTE_NOT_FOUND', message: `There is no ${req.method} ${req.url.split('?')[0]}.` });
   });
+}
+
+/**
+ * Fastify answers a URL it cannot route (bad percent-encoding, an overlong path segment) before
+ * any handler runs, in its own shape; this gives those answers ours. Passed to Fastify() as
+ * `frameworkErrors`.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_BAD_URL') {
+    void reply.status(400).send({ code: 'MALFORMED_URL', message: 'The URL path is not valid: a percent-encoding in it is not UTF-8 text.' });
+  } else if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.status(414).send({ code: 'URL_TOO_LONG', message: 'A part of the URL path is longer than any id this API takes.' });
+  } else {
+    void reply.status(err.statusCode && err.statusCode < 500 ? err.statusCode : 400).send({ code: 'BAD_REQUEST', message: err.message });
+  }
 }
 
 function formatBytes(n: number): string {

@@ -5,6 +5,7 @@ import { Ajv, type Options } from 'ajv';
 import * as ajvFormats from 'ajv-formats';
 import { isUuid } from '../domain/ids.ts';
 import { isInstant } from '../domain/instants.ts';
+import { MAX_AMOUNT } from '../domain/money.ts';
 import { ApiError, PART_NAMES } from './errors.ts';
 
 /**
@@ -25,6 +26,9 @@ export const userId = { type: 'string', minLength: 1, maxLength: 128, pattern: I
 export function isUserId(s: string): boolean {
   return s.length >= userId.minLength && s.length <= userId.maxLength && ID_RE.test(s);
 }
+
+/** An amount of money in minor units (fen): what an Avro long, a bigint and a JS number all hold. */
+export const amount = { type: 'integer', minimum: 1, maximum: MAX_AMOUNT } as const;
 
 /** A uuid as the ledger writes it (lowercase 8-4-4-4-12): what Postgres's uuid reads, and nothing else. */
 export const uuid = { type: 'string', format: 'uuid' } as const;

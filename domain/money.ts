@@ -9,11 +9,15 @@ export function isCurrency(value: string): value is Currency {
   return (CURRENCIES as readonly string[]).includes(value);
 }
 
-/** Largest amount a single value may carry: safe for JS numbers, Avro longs and bigint. */
-export const MAX_AMOUNT = Number.MAX_SAFE_INTEGER;
+/**
+ * Largest amount a single value may carry: safe for JS numbers, bigint and Avro longs, whose
+ * codec (avsc) takes ±(2^53 − 2), one short of Number.MAX_SAFE_INTEGER. An amount past it
+ * would be accepted and then never produced.
+ */
+export const MAX_AMOUNT = 2 ** 53 - 2;
 
 export function isPositiveMinorUnits(amount: unknown): amount is number {
-  return typeof amount === 'number' && Number.isSafeInteger(amount) && amount > 0;
+  return typeof amount === 'number' && Number.isSafeInteger(amount) && amount > 0 && amount <= MAX_AMOUNT;
 }
 
 export function assertPositiveMinorUnits(amount: number, what: string): void {

@@ -9,6 +9,15 @@ import type pg from 'pg';
 export class BudgetStore {
   constructor(private readonly pool: pg.Pool) {}
 
+  /**
+   * Whether the ledger's funding, every activity's together, stays within `limit` with `amount`
+   * more: `company:cost` carries all of it, and every account must stay readable as a JS number.
+   */
+  async fundingFits(amount: number, limit: number): Promise<boolean> {
+    const { rows } = await this.pool.query<{ fits: boolean }>('select coalesce(sum(funded), 0) + $1::bigint <= $2::bigint as fits from budgets', [amount, limit]);
+    return rows[0]?.fits ?? false;
+  }
+
   async snapshot(activityId: string): Promise<{ funded: number; reserved: number }> {
     const { rows } = await this.pool.query<{ funded: number; reserved: number }>('select funded, reserved from budgets where activity_id = $1', [activityId]);
     return { funded: rows[0]?.funded ?? 0, reserved: rows[0]?.reserved ?? 0 };

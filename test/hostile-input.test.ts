@@ -216,3 +216,32 @@ t.test('campaign dates: offsets are read as written, what cannot be read is refu
     { path: '/children/0/scenes/0/endsAt', message: 'must be a date-time: 2027-02-30 is not a day of the calendar' },
   ]);
 });
+
+t.test('amounts stay within what an Avro long, a bigint and a JS number all hold, the ledger\'s total too', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const a = await l.activity({ budget: 0 });
+  const b = await l.activity({ budget: 0 });
+  // 2^53 - 1 is a safe integer, but not an Avro long to the codec: accepted, it could never be produced.
+  const over = await adminRaw(l, 'POST', `/v1/admin/activities/${a}/fundings`, '{"fundingId": "f0", "amount": 9007199254740991, "currency": "CNY"}');
+  t.equal(over.statusCode, 400);
+  t.equal(over.json.code, 'INVALID_AMOUNT');
+  const most = 2 ** 53 - 2;
+  t.equal((await l.admin('POST', `/v1/admin/activities/${a}/fundings`, { fundingId: 'f1', amount: most - 10, currency: 'CNY' })).statusCode, 201);
+  // company:cost carries every activity's funding: the ledger's total may not pass it either.
+  const second = await l.admin('POST', `/v1/admin/activities/${b}/fundings`, { fundingId: 'f2', amount: 11, currency: 'CNY' });
+  t.equal(second.statusCode, 422, JSON.stringify(second.json));
+  t.equal(second.json.code, 'FUNDING_TOO_LARGE');
+  t.equal((await l.admin('POST', `/v1/admin/activities/${b}/fundings`, { fundingId: 'f3', amount: 10, currency: 'CNY' })).statusCode, 201, 'up to the bound itself');
+  t.equal((await adminRaw(l, 'GET', '/v1/admin/invariants')).statusCode, 200, 'and the ledger is still readable');
+});
+
+t.test('URLs fastify cannot route get the API\'s error shape', async (t) => {
+  const l = await startTestLedger(t, { projector: false });
+  const bad = await adminRaw(l, 'GET', '/v1/admin/gift-packs/%ED%A0%80x%');
+  t.equal(bad.statusCode, 400);
+  t.same(Object.keys(bad.json).sort(), ['code', 'message']);
+  t.equal(bad.json.code, 'MALFORMED_URL');
+  const long = await adminRaw(l, 'GET', `/v1/admin/gift-packs/${'x'.repeat(500)}`);
+  t.equal(long.statusCode, 414);
+  t.equal(long.json.code, 'URL_TOO_LONG');
+});

@@ -6,6 +6,8 @@ import type { BudgetStore } from '../../infra/budget.ts';
 import type { Journal } from '../../infra/journal.ts';
 import { journaled } from '../journaled.ts';
 import { ApiError, errorResponse } from '../errors.ts';
+import { amount } from '../input.ts';
+import { MAX_AMOUNT } from '../../domain/money.ts';
 import { signaturesEqual } from '../auth/upstream-signature.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import type { InvariantReport } from '../../projections/invariants.ts';
@@ -60,7 +62,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
             properties: {
               name: { type: 'string', minLength: 1, maxLength: 200 },
               currency: { type: 'string', enum: ['CNY'] },
-              maxSingleGrant: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+              maxSingleGrant: amount,
             },
           },
           response: { '4xx': errorResponse },
@@ -84,7 +86,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
             type: 'object', additionalProperties: false, required: ['fundingId', 'amount', 'currency'],
             properties: {
               fundingId: { type: 'string', minLength: 1, maxLength: 128, pattern: idPattern },
-              amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+              amount,
               currency: { type: 'string', pattern: '^[A-Z]{3}$' },
             },
           },
@@ -96,6 +98,13 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
         const terms = await activities.get(activityId);
         if (!terms) throw new ApiError(404, 'UNKNOWN_ACTIVITY', `There is no activity "${activityId}".`);
         if (terms.currency !== req.body.currency) throw new ApiError(422, 'CURRENCY_MISMATCH', `Activity ${activityId} is funded in ${terms.currency}.`);
+        // Every funding is also a debit of company:cost, read back as a JS number like every
+        // account: the ledger's funding in all may not pass MAX_AMOUNT (large fundings made
+        // budgets and the invariants check unreadable, a 500 on every later read). Checked before
+        // the journal, so two racing fundings could still pass it together.
+        if (!(await budget.fundingFits(req.body.amount, MAX_AMOUNT))) {
+          throw new ApiError(422, 'FUNDING_TOO_LARGE', `A funding of ${req.body.amount} fen would take the ledger's funding, all activities together, past the ${MAX_AMOUNT} fen an account can hold.`);
+        }
         const eventId = fundingEventIdFor(activityId, req.body.fundingId);
         const r = await journaled(() => journal.accept<{ amount: number }>({
           key: `funding:${eventId}`,
@@ -149,7 +158,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
             properties: {
               // Basis points of users who may withdraw: 0 closes withdrawal, 10000 opens it to everyone.
               withdrawalRolloutBp: { type: 'integer', minimum: 0, maximum: 10_000 },
-              maxSingleWithdrawal: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+              maxSingleWithdrawal: amount,
             },
           },
           response: { '4xx': errorResponse },

@@ -1,4 +1,5 @@
 import { errorResponse } from '../errors.ts';
+import { amount } from '../input.ts';
 
 const id = (description: string) => ({ type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description }) as const;
 
@@ -11,7 +12,7 @@ export const grantBody = {
     sceneId: id('Scene within the activity.'),
     orderNo: id('Upstream order number: the idempotency key within the activity.'),
     userId: id('Receiving user.'),
-    amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Minor units (fen).' },
+    amount: { ...amount, description: 'Minor units (fen).' },
     currency: { type: 'string', pattern: '^[A-Z]{3}$' },
   },
 } as const;

@@ -1,5 +1,5 @@
 import { errorResponse } from '../errors.ts';
-import { uuid } from '../input.ts';
+import { amount, uuid } from '../input.ts';
 
 const packetParams = { type: 'object', additionalProperties: false, required: ['packetId'], properties: { packetId: uuid } } as const;
 const time = { type: 'string' } as const;
@@ -18,7 +18,7 @@ export const createPacketSchema = {
     type: 'object', additionalProperties: false, required: ['amount', 'currency', 'count'],
     properties: {
       // Bounds beyond these (the configured caps) are checked by domain/packets.ts with a precise code.
-      amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+      amount,
       currency: { type: 'string', pattern: '^[A-Z]{3}$' },
       count: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
       expirySeconds: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },

@@ -1,5 +1,5 @@
 import { errorResponse } from '../errors.ts';
-import { userId, uuid } from '../input.ts';
+import { amount, userId, uuid } from '../input.ts';
 
 const id = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' } as const;
 const currency = { type: 'string', pattern: '^[A-Z]{3}$', default: 'CNY' } as const;
@@ -78,7 +78,7 @@ export const withdrawSchema = {
   body: {
     type: 'object', additionalProperties: false, required: ['amount', 'currency'],
     properties: {
-      amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+      amount,
       currency: { type: 'string', pattern: '^[A-Z]{3}$' },
     },
   },
