@@ -33,6 +33,10 @@ const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
  */
 export async function migrate(databaseUrl: string, schema: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
+  // A connection lost mid-migration (Postgres stopping while a process starts) also emits
+  // 'error' on the client; unheard, that kills the process. The query in flight fails anyway,
+  // and so does the start, with an error the caller sees.
+  client.on('error', () => {});
   await client.connect();
   const applied: string[] = [];
   try {
@@ -64,6 +68,7 @@ export async function migrate(databaseUrl: string, schema: string): Promise<stri
 
 export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
+  client.on('error', () => {});
   await client.connect();
   try {
     await client.query(`drop schema if exists "${schema}" cascade`);
