@@ -10,7 +10,7 @@ const USAGE = `usage: npm run chaos -- [options]
   --duration <sec>   the load phase, in seconds (default 600); setup, quiesce and checks add about a minute
   --rate <n>         operations a second (default 25): grants, draws, withdrawals, red packets (each with its grabs), coupon packs, reads
   --seed <n>         the workload's and the fault schedule's seed (default: random, printed)
-  --repeats <n>      how many times each fault is injected (default: one per minute of load, at least 2)
+  --repeats <n>      how many times each fault is injected (default: one per two minutes of load, at least 2)
   --no-kafka         do not SIGKILL the Kafka broker (it is shared: anything else using it sees the outage)
   --strict-recovery  count a recovery slower than its target (API 5 s, a processor's partitions 10 s) as a
                      discrepancy; by default it is reported apart, as it depends on the machine's load
@@ -52,7 +52,7 @@ const number = (name: string, v: string | undefined, min: number): number | unde
 const durationSec = number('duration', values.duration, 30)!;
 const rate = number('rate', values.rate, 1)!;
 const seed = Math.trunc(number('seed', values.seed, 0) ?? Date.now() % 1_000_000_007);
-const repeats = Math.trunc(number('repeats', values.repeats, 2) ?? Math.max(2, Math.round(durationSec / 60)));
+const repeats = Math.trunc(number('repeats', values.repeats, 2) ?? Math.max(2, Math.round(durationSec / 120)));
 
 try {
   const result = await runChaos({

@@ -52,11 +52,20 @@ export function planFaults(seed: number, startMs: number, endMs: number, repeats
     }
     return xs;
   };
+  // A lane's faults in the order drawn, spaced by how long each takes (down, restart, the first
+  // recovery), with the slack left in the window shared out between them.
   const lane = (kinds: FaultKind[], down: (k: FaultKind) => number): FaultPlan[] => {
     const all: FaultKind[] = [];
     for (let r = 0; r < repeats; r++) all.push(...shuffle([...kinds]));
-    const step = (endMs - startMs) / all.length;
-    return all.map((kind, i) => ({ at: Math.round(startMs + i * step + rng() * step * 0.3), kind, downMs: down(kind) }));
+    const plans = all.map((kind) => ({ kind, downMs: down(kind), at: 0 }));
+    const takes = (p: { kind: FaultKind; downMs: number }) => p.downMs + (p.kind === 'kafka' ? 20_000 : 2_500);
+    const slack = Math.max(0, endMs - startMs - plans.reduce((n, p) => n + takes(p), 0)) / plans.length;
+    let at = startMs;
+    for (const p of plans) {
+      p.at = Math.round(at + rng() * slack * 0.5);
+      at += takes(p) + slack;
+    }
+    return plans;
   };
   const processes = lane(PROCESS_NAMES.map((n) => `kill:${n}` as FaultKind), () => 500 + Math.round(rng() * 2_000));
   const infra = lane([...(killKafka ? ['kafka' as const] : []), 'redis', 'postgres'], (k) => (k === 'kafka' ? 2_000 : k === 'redis' ? 1_500 + Math.round(rng() * 1_500) : 2_000 + Math.round(rng() * 3_000)));
@@ -83,11 +92,13 @@ export class FaultRunner {
    */
   async run(lanes: FaultPlan[][], loadStart: number): Promise<void> {
     await Promise.all(lanes.map(async (lane) => {
-      for (const plan of lane) {
+      for (const [i, plan] of lane.entries()) {
         const wait = loadStart + plan.at - Date.now();
         if (wait > 0) await sleep(wait);
-        // So that recoveries can be measured apart, a fault waits (a while) for conflicting ones to be over.
-        for (const until = Date.now() + MAX_WAIT_FOR_QUIET_MS; Date.now() < until && [...this.active].some((r) => conflicting(r.kind, plan.kind));) await sleep(200);
+        // So that recoveries can be measured apart, a fault waits a while for conflicting ones to
+        // be over, but not past the next one's time: the lane keeps to its schedule.
+        const next = lane[i + 1] ? loadStart + lane[i + 1]!.at : Infinity;
+        for (const until = Math.min(Date.now() + MAX_WAIT_FOR_QUIET_MS, next); Date.now() < until && [...this.active].some((r) => conflicting(r.kind, plan.kind));) await sleep(200);
         await this.inject(plan);
       }
     }));
@@ -325,8 +336,10 @@ export function servedAgain(records: FaultRecord[], attempts: { route: string; a
   const routeOf: Partial<Record<FaultKind, string>> = { redis: 'draw', postgres: 'grant', kafka: 'withdrawal' };
   for (const f of records) {
     const route = routeOf[f.kind];
-    if (!route) continue;
-    const first = attempts.filter((a) => a.route === route && a.at >= f.restoredAt && typeof a.status === 'number' && a.status < 500)
+    const after = attempts.filter((a) => a.route === route && a.at >= f.restoredAt);
+    // Nothing of the kind was sent after it (the load had ended): nothing to measure.
+    if (!route || after.length === 0) continue;
+    const first = after.filter((a) => typeof a.status === 'number' && a.status < 500)
       .reduce<{ at: number; ms: number } | null>((best, a) => (!best || a.at + a.ms < best.at + best.ms ? a : best), null);
     const doneAt = first ? first.at + first.ms : null;
     f.recoveries.push({ what: `${route}s answered again`, ms: doneAt === null ? null : doneAt - f.restoredAt, targetMs: null, doneAt });

@@ -26,6 +26,8 @@ export interface ChaosOptions {
 
 export interface ChaosResult {
   ns: string;
+  /** The processes' logs, the reconcile reports and run.json (every attempt and fault). */
+  logDir: string;
   seed: number;
   rows: CheckRow[];
   faults: FaultRecord[];
@@ -95,7 +97,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       '',
       `${discrepancies === 0 ? 'no discrepancy' : `${discrepancies} discrepancies`}${targetsMissed ? `; ${targetsMissed} recoveries slower than their target${o.strictRecovery ? ' (counted)' : ' (reported, not counted: --strict-recovery counts them)'}` : ''}; setup ${(timings.setup! / 1000).toFixed(0)} s, load ${(timings.load! / 1000).toFixed(0)} s, quiesce ${(timings.quiesce! / 1000).toFixed(0)} s, checks ${(timings.checks! / 1000).toFixed(0)} s`,
     ].join('\n');
-    return { ns: c.ns, seed: o.seed, rows, faults: faults.records, discrepancies, targetsMissed, report, timings };
+    return { ns: c.ns, logDir: c.logDir, seed: o.seed, rows, faults: faults.records, discrepancies, targetsMissed, report, timings };
   } finally {
     const tClose = Date.now();
     await c.close().catch((err) => o.log(`cleanup failed: ${(err as Error).message}`));
