@@ -5,11 +5,11 @@
 import { spawn } from 'node:child_process';
 import { tokenIdFor } from '../../domain/grants.ts';
 import { settledEventIdFor } from '../../domain/withdrawals.ts';
-import { drawOrderNo } from '../../domain/campaigns.ts';
+import { drawEventIdFor, drawOrderNo } from '../../domain/campaigns.ts';
 import { account } from '../../domain/accounts.ts';
 import type { Answer, Attempt, ChaosClient } from './client.ts';
 import { root, type Cluster, type ProcessName, PROCESS_NAMES } from './cluster.ts';
-import { Book, firstOk, type Rec, CHILD_ACTIVITY, GRANT_ACTIVITIES, PRIZES, PLATFORMS, SLOTS, templateOf } from './campaign.ts';
+import { Book, firstOk, type Rec, CAMPAIGN, CHILD_ACTIVITY, GRANT_ACTIVITIES, PRIZES, PLATFORMS, SLOTS, templateOf } from './campaign.ts';
 import { confounders, faultWindows, type FaultRecord } from './faults.ts';
 
 export interface CheckRow {
@@ -90,7 +90,15 @@ export async function runChecks(c: Cluster, book: Book, client: ChaosClient, fau
   }
 
   // --- retries ----------------------------------------------------------------------------
+  // A key accepted once answers every later request with its first answer. A refusal is not
+  // remembered (nothing is written), so a request refused before the key was accepted is a
+  // different moment (budget or funds came in between), not a wrong answer: each refusal is
+  // placed against the moment the ledger accepted the key (the journal's accepted_at, the
+  // request row's created_at: the accepting transaction's start).
   const retryRow = row('retries: every retry (order number, draw id, key) got its first answer');
+  const acceptedAt = new Map((await q<{ command_key: string; at: Date }>('select command_key, accepted_at as at from journal')).map((j) => [j.command_key, j.at.getTime()]));
+  const packsAt = new Map((await q<{ order_no: string; at: Date }>('select order_no, granted_at as at from gift_pack_grants')).map((g) => [g.order_no, g.at.getTime()]));
+  const fundedAt = new Map((await q<{ activity_id: string; funding_id: string; at: Date }>('select activity_id, funding_id, funded_at as at from fundings')).map((f) => [`${f.activity_id}/${f.funding_id}`, f.at.getTime()]));
   const same = {
     grant: (a: any) => JSON.stringify([a.tokenId, a.token, a.amount, a.issuedAt]),
     draw: (a: any) => JSON.stringify([a.outcome, a.reason, a.prize?.prizeId, a.token?.tokenId, a.drawnAt, a.childId]),
@@ -100,31 +108,34 @@ export async function runChecks(c: Cluster, book: Book, client: ChaosClient, fau
     coupon: (a: any) => JSON.stringify([a.grantId, (a.pack?.coupons ?? []).map((x: any) => x.couponId).sort()]),
     funding: (a: any) => JSON.stringify([a.fundingId]),
   };
-  const retries = <T>(kind: keyof typeof same, m: Map<string, Rec<T>>) => {
+  let refusedBefore = 0;
+  const retries = <T>(kind: keyof typeof same, m: Map<string, Rec<T>>, accepted: (rec: Rec<T>, first: Answer) => number | undefined) => {
     for (const rec of m.values()) {
       const all = answers(rec);
       if (all.length < 2) continue;
       const first = firstOk(rec);
       if (!first) continue;
       const want = same[kind](first.body);
+      const at = accepted(rec, first) ?? first.sentAt;
       for (const a of all) {
         if (a === first) continue;
         if (a.status >= 300) {
-          // Refused before the accepted request was even sent: a different moment (funds or budget came later), not a retry's answer.
-          retryRow.ok(a.answeredAt < first.sentAt, () => `${kind} ${rec.key}: ${a.status} ${a.body?.code} after its first answer ${first.status} (sent ${new Date(a.sentAt).toISOString()})`);
+          if (a.answeredAt < at) { refusedBefore++; continue; }
+          retryRow.ok(false, () => `${kind} ${rec.key}: ${a.status} ${a.body?.code} answered ${new Date(a.answeredAt).toISOString()} (sent ${new Date(a.sentAt).toISOString()}), after the ledger accepted it at ${new Date(at).toISOString()} (first answer ${first.status} at ${new Date(first.answeredAt).toISOString()})`);
         } else {
           retryRow.ok(same[kind](a.body) === want, () => `${kind} ${rec.key}: answered ${same[kind](a.body)}, first ${want}`);
         }
       }
     }
   };
-  retries('grant', book.grants);
-  retries('draw', book.draws);
-  retries('withdrawal', book.withdrawals);
-  retries('packet', book.packets);
-  retries('grab', book.grabs);
-  retries('coupon', book.coupons);
-  retries('funding', book.fundings);
+  retries('grant', book.grants, (_r, f) => acceptedAt.get(`grant:${f.body.tokenId}`));
+  retries('draw', book.draws, (r) => acceptedAt.get(`draw:${drawEventIdFor(CAMPAIGN, r.intent.drawId)}`));
+  retries('withdrawal', book.withdrawals, (_r, f) => acceptedAt.get(`withdrawal:${f.body.withdrawalId}`));
+  retries('packet', book.packets, (_r, f) => acceptedAt.get(`packet:${f.body.packetId}`));
+  retries('grab', book.grabs, (r) => acceptedAt.get(`claim:${r.intent.packetId}:${r.intent.userId}`));
+  retries('coupon', book.coupons, (r) => packsAt.get(r.intent.orderNo));
+  retries('funding', book.fundings, (r) => fundedAt.get(r.key));
+  retryRow.note = `${refusedBefore} refusals came before the key was accepted`;
 
   // --- draws ------------------------------------------------------------------------------
   const drawRow = row('draws: a cash win is paid once, a "no win" never');

@@ -11,6 +11,8 @@ export type Auth = { kind: 'upstream' } | { kind: 'user'; userId: string } | { k
 
 export interface Attempt {
   route: string;
+  /** The request's idempotency key (order number, draw id, Idempotency-Key, ...). */
+  key: string;
   at: number;
   ms: number;
   instance: number;
@@ -90,7 +92,7 @@ export class ChaosClient {
           const text = await res.text();
           let json: any = null;
           try { json = text ? JSON.parse(text) : null; } catch { json = { unparsed: text.slice(0, 200) }; }
-          attempt = { route, at, ms: Date.now() - at, instance, status: res.status, ...(res.status >= 400 && json?.code ? { code: String(json.code) } : {}) };
+          attempt = { route, key, at, ms: Date.now() - at, instance, status: res.status, ...(res.status >= 400 && json?.code ? { code: String(json.code) } : {}) };
           this.record(attempt, mine);
           if (res.status < 500) {
             return { status: res.status, body: json, replayed: res.headers.get('idempotent-replayed') === 'true', sentAt, answeredAt: Date.now(), attempts: mine };
@@ -100,7 +102,7 @@ export class ChaosClient {
         } catch (err) {
           const name = (err as Error).name;
           const timedOut = name === 'TimeoutError' || name === 'AbortError';
-          attempt = { route, at, ms: Date.now() - at, instance, status: timedOut ? 'timeout' : 'conn' };
+          attempt = { route, key, at, ms: Date.now() - at, instance, status: timedOut ? 'timeout' : 'conn' };
           this.record(attempt, mine);
           // The other instance, as a load balancer would; a short pause if both seem down.
           instance = (instance + 1) % this.c.apiUrls.length;

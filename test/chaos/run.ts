@@ -74,7 +74,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     mark('quiesce', tQuiet);
 
     // The raw material, for looking into a finding afterwards: every attempt and every fault.
-    writeFileSync(join(c.logDir, 'run.json'), JSON.stringify({ seed: o.seed, loadStart: tLoad, faults: faults.records, attempts: client.attempts, unanswered: client.unanswered }));
+    const answersOf = (m: Map<string, { sent: { sentAt: number; answer: { status: number; body: any; answeredAt: number } | null }[] }>) =>
+      Object.fromEntries([...m].map(([k, r]) => [k, r.sent.map((x) => [x.sentAt, x.answer?.status ?? null, x.answer?.body?.code ?? null, x.answer?.answeredAt ?? null])]));
+    writeFileSync(join(c.logDir, 'run.json'), JSON.stringify({
+      seed: o.seed, loadStart: tLoad, faults: faults.records, attempts: client.attempts, unanswered: client.unanswered,
+      book: { grants: answersOf(book.grants), draws: answersOf(book.draws), withdrawals: answersOf(book.withdrawals), packets: answersOf(book.packets), grabs: answersOf(book.grabs), coupons: answersOf(book.coupons) },
+    }));
     const tCheck = Date.now();
     const rows = await runChecks(c, book, client, faults.records);
     mark('checks', tCheck);
