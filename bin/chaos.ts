@@ -11,7 +11,7 @@ process.env.LOG_LEVEL ??= 'fatal';
 const { runChaos } = await import('../test/chaos/run.ts');
 
 const USAGE = `usage: npm run chaos -- [options]
-  --duration <sec>   the load phase, in seconds (default 600); setup, quiesce and checks add about a minute
+  --duration <sec>   the load phase, in seconds (default 600); setup, draining, quiesce and checks add about half a minute
   --rate <n>         operations a second (default 25): grants, draws, withdrawals, red packets (each with its grabs), coupon packs, reads
   --seed <n>         the workload's and the fault schedule's seed (default: random, printed)
   --repeats <n>      how many times each fault is injected (default: one per two minutes of load, at least 2)
@@ -57,6 +57,23 @@ const durationSec = number('duration', values.duration, 30)!;
 const rate = number('rate', values.rate, 1)!;
 const seed = Math.trunc(number('seed', values.seed, 0) ?? Date.now() % 1_000_000_007);
 const repeats = Math.trunc(number('repeats', values.repeats, 2) ?? Math.max(2, Math.round(durationSec / 120)));
+
+// Interrupted (Ctrl-C reaches the processes it started too): the shared broker is not left down.
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('[chaos] interrupted; making sure the Kafka broker is up (the namespace is left behind)\n');
+    void (async () => {
+      const { brokerAddress, infraUp, portOpen } = await import('../test/chaos/cluster.ts');
+      const { loadConfig } = await import('../infra/config.ts');
+      const broker = brokerAddress(loadConfig());
+      if (!values['no-kafka'] && !(await portOpen(broker.host, broker.port))) await infraUp().catch(() => {});
+      process.exit(130);
+    })();
+  });
+}
 
 try {
   const result = await runChaos({

@@ -154,7 +154,7 @@ export interface LoadOptions { rate: number; loadMs: number; seed: number; maxIn
  * Runs the open-loop load for loadMs at `rate` operations a second, then waits for every
  * request it started (and the red-packet grabs it scheduled) to get its final answer.
  */
-export async function runLoad(c: Cluster, client: ChaosClient, book: Book, o: LoadOptions): Promise<void> {
+export async function runLoad(client: ChaosClient, book: Book, o: LoadOptions): Promise<void> {
   const rng = seeded(o.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
   const chance = (p: number) => rng() < p;

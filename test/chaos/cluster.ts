@@ -192,7 +192,7 @@ export function portOpen(host: string, port: number): Promise<boolean> {
   });
 }
 
-function brokerAddress(cfg: Config): { host: string; port: number } {
+export function brokerAddress(cfg: Config): { host: string; port: number } {
   const [host, port] = cfg.kafkaBrokers[0]!.split(':');
   return { host: host!, port: Number(port ?? 9092) };
 }

@@ -63,7 +63,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const plan = planFaults(o.seed, WARM_MS, Math.max(WARM_MS + 10_000, o.loadMs - QUIET_TAIL_MS), o.repeats, o.killKafka);
     const faults = new FaultRunner(c, o.log);
     const faulting = faults.run(plan, tLoad);
-    await runLoad(c, client, book, { rate: o.rate, loadMs: o.loadMs, seed: o.seed, maxInFlight: Math.max(100, o.rate * 10), log: o.log });
+    await runLoad(client, book, { rate: o.rate, loadMs: o.loadMs, seed: o.seed, maxInFlight: Math.max(100, o.rate * 10), log: o.log });
     await faulting;
     mark('load', tLoad);
 
