@@ -94,7 +94,8 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
       await new Promise((r) => setTimeout(r, rt.cfg.drawRestoreGraceMs));
       // Wins the journal accepted must be in the log before the projection is read.
       const settledAt = Date.now();
-      while (!(await journal.producedUpTo(settledAt))) {
+      const upTo = await journal.position();
+      while (!(await journal.producedUpTo(upTo))) {
         if (Date.now() - settledAt > rt.cfg.drawRestoreWaitMs) throw new Error('the command journal is not draining');
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -18,6 +18,12 @@ export class BudgetStore {
     return rows[0]?.fits ?? false;
   }
 
+  /** Whether this funding id was already recorded (a retry, answered by the journal, is not a new funding). */
+  async fundingKnown(activityId: string, fundingId: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('select 1 from fundings where activity_id = $1 and funding_id = $2', [activityId, fundingId]);
+    return (rowCount ?? 0) > 0;
+  }
+
   async snapshot(activityId: string): Promise<{ funded: number; reserved: number }> {
     const { rows } = await this.pool.query<{ funded: number; reserved: number }>('select funded, reserved from budgets where activity_id = $1', [activityId]);
     return { funded: rows[0]?.funded ?? 0, reserved: rows[0]?.reserved ?? 0 };

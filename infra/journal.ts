@@ -135,8 +135,7 @@ export class Journal {
     const payload = batch.map(({ cmd, shard }) => this.rowOf(cmd, shard));
     let results: Acceptance<unknown>[];
     try {
-      const { rows } = await this.deps.pool.query<{ r: Acceptance<unknown>[] }>('select journal_accept($1::jsonb) as r', [JSON.stringify(payload)]);
-      results = rows[0]!.r;
+      results = await this.acceptBatch(JSON.stringify(payload));
     } catch (err) {
       const failure = new JournalUnavailable(err);
       for (const p of batch) p.reject(failure);
@@ -144,6 +143,20 @@ export class Journal {
     }
     batch.forEach((p, i) => p.resolve(results[i]!));
     if (results.some((r) => r.outcome === 'accepted')) this.committed();
+  }
+
+  private async acceptBatch(payload: string): Promise<Acceptance<unknown>[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { rows } = await this.deps.pool.query<{ r: Acceptance<unknown>[] }>('select journal_accept($1::jsonb) as r', [payload]);
+        return rows[0]!.r;
+      } catch (err) {
+        // Two batches whose command keys or guards cross (inserted in batch order) can deadlock;
+        // Postgres aborts one, which kept nothing, and it runs again.
+        const code = (err as { code?: string }).code;
+        if ((code !== '40P01' && code !== '40001') || attempt >= 3) throw err;
+      }
+    }
   }
 
   /** Unproduced commands and the age of the oldest, for metrics and health. */
@@ -154,10 +167,16 @@ export class Journal {
     return { unproduced: rows[0]!.n, oldestAgeMs: rows[0]!.age ?? 0 };
   }
 
-  /** Whether every command accepted up to `at` (ms) has been produced. */
-  async producedUpTo(at: number): Promise<boolean> {
+  /** The journal's position now: every command committed so far has a seq at most this. */
+  async position(): Promise<number> {
+    const { rows } = await this.deps.pool.query<{ seq: number | null }>('select max(seq) as seq from journal');
+    return rows[0]!.seq ?? 0;
+  }
+
+  /** Whether every command up to `position` has been produced (positions, not clocks: the app's and Postgres's may differ). */
+  async producedUpTo(position: number): Promise<boolean> {
     const { rows } = await this.deps.pool.query<{ pending: boolean }>(
-      'select exists (select 1 from journal where produced_at is null and accepted_at <= $1) as pending', [new Date(at).toISOString()],
+      'select exists (select 1 from journal where produced_at is null and seq <= $1) as pending', [position],
     );
     return !rows[0]!.pending;
   }

@@ -27,11 +27,10 @@ export class PacketClaims {
     });
     switch (r.outcome) {
       case 'accepted':
-        await this.grabs.sent(c.packetId, c.userId);
+        await this.grabs.settle(c.packetId, c.userId, c.share, c.share);
         return { share: c.share, first: true };
       case 'existing':
-        if (r.answer.seq !== c.share.seq) await this.grabs.adopt(c.packetId, c.userId, r.answer);
-        await this.grabs.sent(c.packetId, c.userId);
+        await this.grabs.settle(c.packetId, c.userId, r.answer, c.share);
         return { share: r.answer, first: false };
       case 'taken':
         await this.grabs.disown(c.packetId, c.userId, c.share);

@@ -73,6 +73,22 @@ redis.call('ZREM', KEYS[2], ARGV[3] .. '|' .. ARGV[1])
 return 1
 `;
 
+// The journal accepted (or already had) this user's claim of a share: Redis records it, takes
+// the share out of the unclaimed list (a restore may have put it back before the claim was in
+// the log), and gives back the share it had just handed this user if the journal says the
+// user holds another one. Then the close's rest is exactly what no claim holds.
+const SETTLE_SCRIPT = `
+redis.call('LREM', KEYS[2], 0, ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'closed') ~= '1' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+redis.call('ZREM', KEYS[4], ARGV[5] .. '|' .. ARGV[1])
+return 1
+`;
+
 export interface GrabbedShare {
   seq: number;
   amount: number;
@@ -106,6 +122,7 @@ type ScriptedRedis = Redis & {
   hbPacketGrab(meta: string, shares: string, claims: string, unsent: string, userId: string, now: string, packetId: string): Promise<string[]>;
   hbPacketClose(meta: string, shares: string, now: string): Promise<string[]>;
   hbPacketDisown(claims: string, unsent: string, userId: string, share: string, packetId: string): Promise<number>;
+  hbPacketSettle(meta: string, shares: string, claims: string, unsent: string, userId: string, share: string, listed: string, putBack: string, packetId: string): Promise<number>;
 };
 
 const shareRecord = (s: GrabbedShare) => `${s.seq}|${s.amount}|${s.claimedAt}`;
@@ -127,6 +144,7 @@ export class PacketGrabs {
       redis.defineCommand('hbPacketGrab', { numberOfKeys: 4, lua: GRAB_SCRIPT });
       redis.defineCommand('hbPacketClose', { numberOfKeys: 2, lua: CLOSE_SCRIPT });
       redis.defineCommand('hbPacketDisown', { numberOfKeys: 2, lua: DISOWN_SCRIPT });
+      redis.defineCommand('hbPacketSettle', { numberOfKeys: 4, lua: SETTLE_SCRIPT });
     }
     this.redis = redis as ScriptedRedis;
   }
@@ -185,9 +203,15 @@ export class PacketGrabs {
     return senderId ? { senderId, currency: currency as Currency } : null;
   }
 
-  /** Records in Redis the share the journal says this user has (the journal is the record). */
-  async adopt(packetId: string, userId: string, share: GrabbedShare): Promise<void> {
-    await this.redis.hset(this.keys(packetId).claims, userId, shareRecord(share));
+  /**
+   * Records in Redis the share the journal says this user holds (the journal is the record),
+   * takes it out of the unclaimed shares, and puts back `handedOut` (the share this grab had
+   * just taken) when the journal says the user holds another one. Confirms the claim journaled.
+   */
+  async settle(packetId: string, userId: string, held: GrabbedShare, handedOut: GrabbedShare): Promise<void> {
+    const k = this.keys(packetId);
+    const putBack = handedOut.seq === held.seq ? '' : `${handedOut.seq}|${handedOut.amount}`;
+    await this.redis.hbPacketSettle(k.meta, k.shares, k.claims, this.unsentKey, userId, shareRecord(held), `${held.seq}|${held.amount}`, putBack, packetId);
   }
 
   /** This user does not have `share` after all (the journal gave it to another grabber). */

@@ -84,16 +84,16 @@ export class PacketReader {
 export class PacketRestorer {
   constructor(
     private readonly reader: PacketReader, private readonly grabs: PacketGrabs, private readonly fence: ProjectionFence,
-    private readonly journal: Pick<Journal, 'producedUpTo'>,
+    private readonly journal: Pick<Journal, 'producedUpTo' | 'position'>,
   ) {}
 
   /** False when the ledger has no such packet. */
   async restore(packetId: string, deadline: number): Promise<boolean> {
     const sender = await this.reader.senderOf(packetId);
     if (sender === null) return false;
-    const from = Date.now();
-    while (!(await this.journal.producedUpTo(from))) {
-      if (Date.now() > deadline) throw new ProjectionBehind(`the command journal has not produced what it accepted before ${new Date(from).toISOString()}`);
+    const upTo = await this.journal.position();
+    while (!(await this.journal.producedUpTo(upTo))) {
+      if (Date.now() > deadline) throw new ProjectionBehind(`the command journal has not produced what it accepted up to ${upTo}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     await this.fence.catchUp(sender, deadline);

@@ -110,18 +110,21 @@ export class PacketKeeper {
   }
 
   private async closeAndRefund(p: { packet_id: string; sender_id: string; currency: Currency }, now: number): Promise<'skipped' | 'closed' | 'refunded'> {
-    let rest = await this.grabs.close(p.packet_id, now);
-    if (rest === 'missing' && (await this.restorer.restore(p.packet_id, Date.now() + 10_000))) rest = await this.grabs.close(p.packet_id, now);
-    if (rest === 'open') return 'skipped'; // not expired by this clock yet
-    if (rest === 'missing') {
+    if (!(await this.grabs.senderOf(p.packet_id)) && !(await this.restorer.restore(p.packet_id, Date.now() + 10_000))) {
       this.rt.log.warn('expired red packet is in the ledger but could not be put back into Redis to close it', { packetId: p.packet_id });
       return 'skipped';
     }
+    // Every claim Redis knows is journaled first: the journal settles Redis (a share a claim
+    // holds leaves the unclaimed list, one the journal gave nobody goes back), so the rest the
+    // close fixes next is exactly what no claim holds.
     const traceId = randomUUID();
     const claims = await this.grabs.claims(p.packet_id);
     await Promise.all(claims.map((c) => this.claims.record({
       packetId: p.packet_id, senderId: p.sender_id, userId: c.userId, share: c.share, currency: p.currency, traceId,
     })));
+    const rest = await this.grabs.close(p.packet_id, now);
+    if (rest === 'open') return 'skipped'; // not expired by this clock yet
+    if (rest === 'missing') return 'skipped'; // its keys expired meanwhile: the next round restores it
     if (rest.rest === 0) return 'closed';
     await this.journal.accept({
       key: `refund:${p.packet_id}`, answer: { amount: rest.rest },

@@ -232,6 +232,8 @@ t.test('amounts stay within what an Avro long, a bigint and a JS number all hold
   t.equal(second.statusCode, 422, JSON.stringify(second.json));
   t.equal(second.json.code, 'FUNDING_TOO_LARGE');
   t.equal((await l.admin('POST', `/v1/admin/activities/${b}/fundings`, { fundingId: 'f3', amount: 10, currency: 'CNY' })).statusCode, 201, 'up to the bound itself');
+  const retry = await l.admin('POST', `/v1/admin/activities/${b}/fundings`, { fundingId: 'f3', amount: 10, currency: 'CNY' });
+  t.same([retry.statusCode, retry.json.added], [200, false], 'a retry of a funding at the bound gets its first answer, not FUNDING_TOO_LARGE');
   t.equal((await adminRaw(l, 'GET', '/v1/admin/invariants')).statusCode, 200, 'and the ledger is still readable');
 });
 

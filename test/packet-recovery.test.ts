@@ -8,6 +8,8 @@ import { packetIdFor } from '../domain/packets.ts';
 import { PacketKeeper } from '../streams/packet-keeper.ts';
 import { Journal } from '../infra/journal.ts';
 import { PacketClaims } from '../infra/packet-claims.ts';
+import { PacketReader, PacketRestorer } from '../projections/packet-reader.ts';
+import { ProjectionFence } from '../infra/projection-fence.ts';
 import { CreditingProcessor } from '../streams/crediting.ts';
 import { fundedUser, startTestLedger, wallet, type TestLedger } from './helpers/ledger.ts';
 import { audit, ofKind } from './helpers/audit.ts';
@@ -199,4 +201,29 @@ t.test('a packet whose Redis state was lost expires: the keeper restores it and 
   t.match(round, { closed: 1, refunded: 1 }, 'closed and refunded although Redis had lost it');
   await l.waitFor('refunded', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'refunded');
   t.match(await wallet(l, 'e-sender'), { available: 1_000 - got.json.amount }, 'the sender has back all but the grabbed share');
+});
+
+t.test('a claim accepted after Redis restored its packet: the share leaves the unclaimed list, and the refund at expiry is what no claim holds', async (t) => {
+  const l = await startTestLedger(t, { crediting: true, config: { packetMinExpiryMs: 1_000 } });
+  await fundedUser(l, 'g-sender', 1_000);
+  const created = await l.asUser('g-sender', 'POST', '/v1/packets', { amount: 500, currency: 'CNY', count: 4, expirySeconds: 2 }, { 'idempotency-key': 'settle-1' });
+  t.equal(created.statusCode, 201, JSON.stringify(created.json));
+  const P = created.json.packetId;
+  const grabs = new PacketGrabs(l.rt.redis, l.ns);
+  const got = await grabs.grab(P, 'g-1', Date.now()); // decided in Redis; its claim is still on its way
+  if (got.outcome !== 'claimed') throw new Error(got.outcome);
+  await l.rt.redis.del(...(await l.rt.redis.keys(`${l.ns}:{pk:${P}}:*`)));
+  const journal = new Journal({ pool: l.rt.pool, topics: l.rt.topics, shards: l.rt.cfg.journalShards, maxBatch: 10 });
+  const fence = new ProjectionFence(l.rt);
+  t.teardown(() => fence.close());
+  t.ok(await new PacketRestorer(new PacketReader(l.rt.pool), grabs, fence, journal).restore(P, Date.now() + 5_000), 'restored without the in-flight claim');
+  const late = await new PacketClaims(journal, grabs).record({ packetId: P, senderId: 'g-sender', currency: 'CNY', userId: 'g-1', share: got.share, traceId: 't' });
+  t.match(late, { first: true }, 'the late claim is accepted: nobody else had its share');
+  await new Promise((r) => setTimeout(r, 2_100));
+  const keeper = new PacketKeeper(l.rt);
+  t.teardown(() => keeper.stop());
+  t.match(await keeper.runOnce(), { refunded: 1 });
+  await l.waitFor('refunded', async () => (await l.rt.pool.query('select status from packets where packet_id = $1', [P])).rows[0]?.status === 'refunded');
+  t.match(await wallet(l, 'g-sender'), { available: 1_000 - got.share.amount }, 'the refund is the packet less the late claim');
+  t.same((await l.cleanFold()).anomalies, [], 'the ledger refused nothing');
 });

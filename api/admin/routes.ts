@@ -102,7 +102,8 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> =
         // account: the ledger's funding in all may not pass MAX_AMOUNT (large fundings made
         // budgets and the invariants check unreadable, a 500 on every later read). Checked before
         // the journal, so two racing fundings could still pass it together.
-        if (!(await budget.fundingFits(req.body.amount, MAX_AMOUNT))) {
+        // A retry of a recorded funding adds nothing, so it gets its first answer whatever the total is now.
+        if (!(await budget.fundingKnown(activityId, req.body.fundingId)) && !(await budget.fundingFits(req.body.amount, MAX_AMOUNT))) {
           throw new ApiError(422, 'FUNDING_TOO_LARGE', `A funding of ${req.body.amount} fen would take the ledger's funding, all activities together, past the ${MAX_AMOUNT} fen an account can hold.`);
         }
         const eventId = fundingEventIdFor(activityId, req.body.fundingId);

@@ -42,6 +42,8 @@ create table journal_guards (
   guard_key   text primary key,
   command_key text not null references journal (command_key) on delete cascade
 );
+-- Every delete from journal (pruning, a refused command) looks its guards up by command.
+create index journal_guards_command on journal_guards (command_key);
 create index journal_produced_at on journal (produced_at) where produced_at is not null;
 
 -- A namespace migrated from the Redis budget: what the projection says was funded and issued.
@@ -68,9 +70,14 @@ declare
   amt bigint;
   left_over bigint;
 begin
-  -- Budget rows are locked in one order by every batch: two batches never deadlock.
+  -- Every budget row the batch spends from or funds exists and is locked first, in one order
+  -- for every batch, so two batches never deadlock on budgets.
+  insert into budgets (activity_id)
+  select distinct coalesce(x->'reserve'->>'activityId', x->'fund'->>'activityId') from jsonb_array_elements(cmds) x
+   where x ? 'reserve' or x ? 'fund'
+  on conflict do nothing;
   perform 1 from budgets
-   where activity_id in (select distinct x->'reserve'->>'activityId' from jsonb_array_elements(cmds) x where x ? 'reserve')
+   where activity_id in (select coalesce(x->'reserve'->>'activityId', x->'fund'->>'activityId') from jsonb_array_elements(cmds) x where x ? 'reserve' or x ? 'fund')
    order by activity_id for update;
   for c in select value from jsonb_array_elements(cmds) loop
     insert into journal (command_key, shard, events, answer)
