@@ -71,8 +71,8 @@ t.test('a clean ledger gives a clean report; each injected difference is found w
   await db.query('update postings set amount = amount + 1 where event_id = $1 and leg = 1', [tamperedEvent]);
   await db.query('update account_balances set balance = balance + 5 where account = $1', [account.user('rd', 'available')]);
 
-  // Push the budget past what was funded by tampering with the spendable-budget counter.
-  await l.rt.redis.hincrby(`${l.ns}:{act:${act}}:budget`, 'funded', 50_000);
+  // Push the budget past what was funded by tampering with the command side's budget (a lying command side).
+  await l.rt.pool.query('update budgets set funded = funded + 50000 where activity_id = $1', [act]);
   for (let i = 1; i <= 5; i++) await grant(l, act, 'rf', `o-rf-over-${i}`, 20_000);
   // A second credit for a token, under an id that is not the derived one (a buggy crediting client).
   const twice = (await db.query(`select token_id, activity_id, user_id, amount, currency from tokens where user_id = 'ra' limit 1`)).rows[0];

@@ -59,6 +59,13 @@ export class WithdrawalService {
 
     const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
     try {
+      // The user's rewards must be in the log before the projection can show them: the journal
+      // first produces what it accepted so far, then the projection catches up with the log.
+      const upTo = await this.deps.journal.position();
+      while (!(await this.deps.journal.producedUpTo(upTo))) {
+        if (Date.now() > deadline) throw new ProjectionBehind('the command journal has not produced the user\'s latest rewards yet');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       await this.deps.fence.catchUp(userId, deadline);
       // Refuse before crediting anything when even the pending rewards could not cover it.
       const atMost = await this.debits.spendable(userId, true);
