@@ -70,11 +70,11 @@ declare
   amt bigint;
   left_over bigint;
 begin
-  -- Every budget row the batch spends from or funds exists and is locked first, in one order
-  -- for every batch, so two batches never deadlock on budgets.
+  -- Every budget row the batch spends from or funds is locked first, in one order for every
+  -- batch, so two batches never deadlock on budgets. A funded activity's row is made first (a
+  -- grant on an activity never funded finds no row and is refused, writing nothing).
   insert into budgets (activity_id)
-  select distinct coalesce(x->'reserve'->>'activityId', x->'fund'->>'activityId') from jsonb_array_elements(cmds) x
-   where x ? 'reserve' or x ? 'fund'
+  select distinct x->'fund'->>'activityId' from jsonb_array_elements(cmds) x where x ? 'fund'
   on conflict do nothing;
   perform 1 from budgets
    where activity_id in (select coalesce(x->'reserve'->>'activityId', x->'fund'->>'activityId') from jsonb_array_elements(cmds) x where x ? 'reserve' or x ? 'fund')
