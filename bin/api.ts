@@ -1,6 +1,6 @@
 import { loadConfig } from '../infra/config.ts';
 import { openRuntime, setupNamespace } from '../infra/runtime.ts';
-import { loadSecrets } from '../infra/secrets.ts';
+import { loadSecrets } from './secrets.ts';
 import { buildApp } from '../api/app.ts';
 import { onShutdown } from './shutdown.ts';
 

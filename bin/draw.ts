@@ -2,7 +2,7 @@
 // draw to the running API with the development upstream key, and prints the answer.
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../infra/config.ts';
-import { devUpstreamKey } from '../infra/secrets.ts';
+import { devUpstreamKey } from './secrets.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 
 const [userId = 'u-alice', activityId = 'demo-shake', sceneId = 'shake', drawId = `demo-${randomUUID()}`] = process.argv.slice(2);

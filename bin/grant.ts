@@ -2,7 +2,7 @@
 // to the running API with the development upstream key, and prints the request and the answer.
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../infra/config.ts';
-import { devUpstreamKey } from '../infra/secrets.ts';
+import { devUpstreamKey } from './secrets.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 
 const [userId = 'u-alice', amount = '88', activityId = 'demo-rain', orderNo = `demo-${randomUUID()}`] = process.argv.slice(2);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../infra/config.ts';
 import { logger } from '../infra/log.ts';
 import { setupNamespace } from '../infra/runtime.ts';
-import { loadSecrets } from '../infra/secrets.ts';
+import { loadSecrets } from './secrets.ts';
 import { Supervisor } from './supervise.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -9,7 +9,7 @@ import { issued } from './helpers/events.ts';
 import { childrenOf, databaseUrlVia, freePort, npmStart, ownRedis, spawnBin, tcpProxy } from './helpers/outages.ts';
 import { signRequest } from '../api/auth/upstream-signature.ts';
 import { signUserToken } from '../api/auth/user-jwt.ts';
-import { devUpstreamKey } from '../infra/secrets.ts';
+import { devUpstreamKey } from '../bin/secrets.ts';
 import { devUserTokenKey, DEV_USER_KEY_ID } from '../infra/keys.ts';
 import { pgPool } from '../infra/db.ts';
 import { projectorName } from '../projections/ledger-projector.ts';

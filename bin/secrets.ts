@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Config } from './config.ts';
-import { adminToken, devUserTokenKey, DEV_USER_KEY_ID, tokenSigningKey } from './keys.ts';
+import type { Config } from '../infra/config.ts';
+import { adminToken, devUserTokenKey, DEV_USER_KEY_ID, tokenSigningKey } from '../infra/keys.ts';
 import { parseUserKeys } from '../api/auth/user-jwt.ts';
 import { publicKeyOf } from '../domain/tokens.ts';
 import { parseUpstreamKeys } from '../api/auth/upstream-signature.ts';
