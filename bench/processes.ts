@@ -12,7 +12,9 @@ export function processGroup(env: NodeJS.ProcessEnv) {
   const children: ChildProcess[] = [];
   return {
     run(script: string, extra: Record<string, string> = {}): ChildProcess {
-      const c = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
+      // BENCH_PROFILE=<dir>: the API writes a V8 CPU profile there when it stops (NODE_OPTIONS may not carry --cpu-prof).
+      const profile = process.env.BENCH_PROFILE && script === 'bin/api.ts' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+      const c = spawn(process.execPath, [...profile, '--import', 'tsx', script], { cwd: root, env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(c);
       return c;
     },

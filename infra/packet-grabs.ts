@@ -16,9 +16,9 @@ import type { Currency } from '../domain/money.ts';
  */
 const INIT_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'sender', ARGV[1], 'expiresAt', ARGV[2], 'currency', ARGV[3], 'count', ARGV[4], 'closed', ARGV[6], 'rest', ARGV[7])
-local n = tonumber(ARGV[8])
-local i = 9
+redis.call('HSET', KEYS[1], 'sender', ARGV[1], 'expiresAt', ARGV[2], 'currency', ARGV[3], 'count', ARGV[4], 'closed', ARGV[6], 'rest', ARGV[7], 'restored', ARGV[8])
+local n = tonumber(ARGV[9])
+local i = 10
 -- In slices: unpack has a limit on how many values it returns at once.
 for from = i, i + n - 1, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, from, math.min(from + 999, i + n - 1)))
@@ -77,8 +77,10 @@ return 1
 // the share out of the unclaimed list (a restore may have put it back before the claim was in
 // the log), and gives back the share it had just handed this user if the journal says the
 // user holds another one. Then the close's rest is exactly what no claim holds.
+// Only a restored packet can have the share back in its list: LREM scans the whole list, and
+// a hot packet's holds up to 100,000 shares (it made each grab's settle cost milliseconds).
 const SETTLE_SCRIPT = `
-redis.call('LREM', KEYS[2], 0, ARGV[3])
+if redis.call('HGET', KEYS[1], 'restored') == '1' then redis.call('LREM', KEYS[2], 0, ARGV[3]) end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'closed') ~= '1' then
   redis.call('RPUSH', KEYS[2], ARGV[4])
@@ -115,6 +117,11 @@ export interface PacketState {
   claims: { userId: string; share: GrabbedShare }[];
   closed: boolean;
   rest: number;
+  /**
+   * Rebuilt from the ledger after Redis lost it: a grab decided before the loss, whose claim
+   * was not in the log yet, may find its share back in the list (the settle takes it out).
+   */
+  restored?: boolean;
 }
 
 type ScriptedRedis = Redis & {
@@ -164,7 +171,7 @@ export class PacketGrabs {
     const args = [
       // A packet restored long after its expiry still gets a day, or its keys would vanish at once.
       s.senderId, String(s.expiresAt), s.currency, String(s.count), String(Math.max(s.expiresAt + KEEP_AFTER_EXPIRY_MS, Date.now() + 86_400_000)),
-      s.closed ? '1' : '0', String(s.rest),
+      s.closed ? '1' : '0', String(s.rest), s.restored ? '1' : '0',
       String(s.remaining.length), ...s.remaining.map((r) => `${r.seq}|${r.amount}`),
       ...s.claims.flatMap((c) => [c.userId, shareRecord(c.share)]),
     ];

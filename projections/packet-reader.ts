@@ -99,7 +99,7 @@ export class PacketRestorer {
     await this.fence.catchUp(sender, deadline);
     const state = await this.reader.liveState(packetId);
     if (!state) return false;
-    await this.grabs.init(state);
+    await this.grabs.init({ ...state, restored: true });
     return true;
   }
 }
