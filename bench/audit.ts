@@ -80,11 +80,18 @@ export async function prepareAuditLog(n: number): Promise<AuditLog> {
       for (let i = 0; i < events.length; i += 20_000) await Promise.all(events.slice(i, i + 20_000).map((e) => rt.publisher.publish(e.type, e.data as never)));
     };
     await publish([{ type: 'BudgetFunded', data: { eventId: fundingEventIdFor('bench', 'f'), occurredAt: now, activityId: 'bench', traceId: 'b', fundingId: 'f', amount: 1e15, currency: 'CNY', fundedBy: 'bench' } }]);
+    // Each grant takes the next budget slice of the activity, as the journal gives them (ledger I10).
+    let reserved = 0;
     for (let from = 0; from < grants; from += 50_000) {
       const batch: LedgerEvent[] = [];
       for (let i = from; i < Math.min(grants, from + 50_000); i++) {
         const tokenId = tokenIdFor('bench', `o-${i}`);
-        const data = { eventId: tokenId, occurredAt: now, activityId: 'bench', traceId: 'b', tokenId, orderNo: `o-${i}`, userId: `u-${i % users}`, sceneId: 's', amount: 1 + (i % 100), currency: 'CNY' as const, signature: 'bench', keyId: 'bench', grantedBy: 'bench', clientAddress: '127.0.0.1', requestId: `r-${i}` };
+        const amount = 1 + (i % 100);
+        reserved += amount;
+        const data = {
+          eventId: tokenId, occurredAt: now, activityId: 'bench', traceId: 'b', tokenId, orderNo: `o-${i}`, userId: `u-${i % users}`, sceneId: 's', amount, currency: 'CNY' as const,
+          signature: 'bench', keyId: 'bench', grantedBy: 'bench', clientAddress: '127.0.0.1', requestId: `r-${i}`, budgetSliceEnd: reserved, budgetFunded: 1e15,
+        };
         batch.push({ type: 'TokenIssued', data }, { type: 'TokenCredited', data: creditFor(data, now) });
       }
       await publish(batch);

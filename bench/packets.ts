@@ -59,11 +59,13 @@ export async function benchGrabs(rounds: number, roundMs: number, concurrency: n
     const now = Date.now();
     await rt.publisher.publish('BudgetFunded', { eventId: fundingEventIdFor('bench-pk', 'f'), occurredAt: now, activityId: 'bench-pk', traceId: 'b', fundingId: 'f', amount: 1e13, currency: 'CNY', fundedBy: 'bench' });
     const senders = Array.from({ length: packetsNeeded }, (_, i) => `snd-${i}`);
-    const issued = senders.map((userId) => {
+    const issued = senders.map((userId, i) => {
       const tokenId = tokenIdFor('bench-pk', userId);
       return {
         eventId: tokenId, occurredAt: now, activityId: 'bench-pk', traceId: 'b', tokenId, orderNo: userId, userId, sceneId: 's', amount: HOT_SHARES * 10,
         currency: 'CNY' as const, signature: 'b', keyId: 'b', grantedBy: 'b', clientAddress: '-', requestId: 'b',
+        // The next budget slice of the activity each, as the journal gives them (ledger I10).
+        budgetSliceEnd: (i + 1) * HOT_SHARES * 10, budgetFunded: 1e13,
       };
     });
     await rt.publisher.publishMany('TokenIssued', issued);

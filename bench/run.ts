@@ -152,9 +152,9 @@ async function main() {
       await client.query(`insert into ${raw}.postings(event_id, leg, account, currency, amount, created_at)
         select * from unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
         [[...ids, ...ids], [...ids.map(() => 0), ...ids.map(() => 1)], [...ids.map(() => 'activity:bench-rain:budget'), ...ids.map((_, i) => `user:u-${i}:pending`)], [...ids, ...ids].map(() => 'CNY'), [...ids.map(() => -5), ...ids.map(() => 5)], [...ids, ...ids].map(() => at)]);
-      await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, statement_seq)
-        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bigint[])`,
-        [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at), ids.map((_, i) => off + i)]);
+      await client.query(`insert into ${raw}.tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, statement_seq, budget_slice_end)
+        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::bigint[], $11::bigint[])`,
+        [ids, ids.map((_, i) => `u-${i}`), ids.map(() => 'bench-rain'), ids.map(() => 'rain'), ids.map((_, i) => `o-${off + i}`), ids.map(() => 5), ids.map(() => 'CNY'), ids.map(() => 'pending'), ids.map(() => at), ids.map((_, i) => off + i), ids.map((_, i) => 5 * (off + i + 1))]);
       await client.query('commit');
     } finally {
       client.release();
@@ -273,6 +273,8 @@ async function benchPayouts(pool: pg.Pool) {
       const issued = {
         eventId: tokenId, occurredAt: now, activityId: 'bench-rain', traceId: 'bench', tokenId, orderNo: `pay-${i}`, userId, sceneId: 'rain',
         amount: 100, currency: 'CNY' as const, signature: 'bench', keyId: 'bench', grantedBy: 'bench', clientAddress: '-', requestId: 'bench',
+        // Budget slices (ledger I10) far above what the API's grants reserve, within the activity's funding.
+        budgetSliceEnd: 1e14 + (i + 1) * 100, budgetFunded: 1e15,
       };
       const withdrawalId = withdrawalIdFor(userId, 'bench');
       return {

@@ -36,6 +36,15 @@ export interface TokenIssued extends Envelope {
   grantedBy: string;
   clientAddress: string;
   requestId: string;
+  /**
+   * The budget slice the journal reserved for this grant: [budgetSliceEnd - amount,
+   * budgetSliceEnd) of the activity's cumulative reservations, and the activity's cumulative
+   * funding then. Set by the journal as it accepts the grant (the issuer builds the event with
+   * nulls); null (or absent, in events written before the fields existed) on a token no
+   * journal reserved, which the ledger refuses (ledger.ts, I10).
+   */
+  budgetSliceEnd: number | null;
+  budgetFunded: number | null;
 }
 
 /** The account system credited a token: pending → available. Key: tokenId. */

@@ -24,7 +24,11 @@ export interface JournalCommand<A> {
   events: LedgerEvent[];
   /** What this command and every retry of it are told. */
   answer: A;
-  /** Budget this command spends; refused (exhausted) when the activity cannot cover it. */
+  /**
+   * Budget this command spends; refused (exhausted) when the activity cannot cover it. The
+   * command's one TokenIssued (of that activity and amount) is journaled carrying the slice
+   * of the activity's reservations it took (budgetSliceEnd, budgetFunded: ledger I10).
+   */
   reserve?: { activityId: string; amount: number };
   /** Budget this command adds, once per funding id for ever. */
   fund?: { activityId: string; fundingId: string; amount: number };
@@ -55,6 +59,23 @@ export function shardOf(orderKey: string, shards: number): number {
   return (h >>> 0) % shards;
 }
 
+/**
+ * A command journal_accept cannot take as it is: no events; or a reservation that is not one
+ * TokenIssued of its activity and amount (the slice it takes is recorded in that event), or
+ * that also funds (the slice is read before the command's own funding would be added).
+ */
+function malformedCommand(cmd: JournalCommand<unknown>): string | null {
+  if (cmd.events.length === 0) return `command ${cmd.key} has no events`;
+  if (!cmd.reserve) return null;
+  if (cmd.fund) return `command ${cmd.key} both reserves and funds budget`;
+  const tokens = cmd.events.filter((e) => e.type === 'TokenIssued');
+  const t = tokens[0];
+  if (tokens.length !== 1 || t?.type !== 'TokenIssued' || t.data.activityId !== cmd.reserve.activityId || t.data.amount !== cmd.reserve.amount) {
+    return `command ${cmd.key} reserves ${cmd.reserve.amount} of ${cmd.reserve.activityId} but does not carry exactly one TokenIssued of it`;
+  }
+  return null;
+}
+
 export class Journal {
   private queue: Pending[] = [];
   private inFlight = 0;
@@ -72,7 +93,8 @@ export class Journal {
   }
 
   accept<A>(cmd: JournalCommand<A>): Promise<Acceptance<A>> {
-    if (cmd.events.length === 0) return Promise.reject(new Error(`command ${cmd.key} has no events`));
+    const malformed = malformedCommand(cmd);
+    if (malformed) return Promise.reject(new Error(malformed));
     const shard = this.shardOfCommand(cmd);
     return new Promise((resolve, reject) => {
       this.queue.push({ cmd, shard, resolve: resolve as Pending['resolve'], reject });
@@ -86,6 +108,8 @@ export class Journal {
    * the caller's transaction is the unit. The relay is woken after the caller commits.
    */
   async acceptIn<A>(client: pg.PoolClient, cmd: JournalCommand<A>): Promise<Acceptance<A>> {
+    const malformed = malformedCommand(cmd);
+    if (malformed) throw new Error(malformed);
     const shard = this.shardOfCommand(cmd);
     const { rows } = await client.query<{ r: Acceptance<A>[] }>('select journal_accept($1::jsonb) as r', [JSON.stringify([this.rowOf(cmd, shard)])]);
     return rows[0]!.r[0]!;

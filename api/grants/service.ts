@@ -72,7 +72,8 @@ export class GrantService {
 
   /**
    * The signed token and TokenIssued event of a reserved grant. Deterministic in its inputs,
-   * so whoever (a retry, a lottery draw's retry) rebuilds it gets the same token and event.
+   * so whoever (a retry, a lottery draw's retry) rebuilds it gets the same token and event
+   * (the budget slice, which the journal adds, is not part of the signed claims).
    */
   tokenOf(cmd: GrantCommand, currency: Currency, issuedAt: number, audit: GrantAudit): { tokenId: string; token: string; event: TokenIssued } {
     const tokenId = tokenIdFor(cmd.activityId, cmd.orderNo);
@@ -85,6 +86,8 @@ export class GrantService {
       tokenId, orderNo: cmd.orderNo, userId: cmd.userId, sceneId: cmd.sceneId, amount: cmd.amount, currency,
       signature, keyId: this.deps.signer.keyId,
       grantedBy: audit.grantedBy, clientAddress: audit.clientAddress, requestId: audit.requestId,
+      // The journal fills in the slice it reserves as it accepts the grant (infra/journal.ts).
+      budgetSliceEnd: null, budgetFunded: null,
     };
     return { tokenId, token, event };
   }

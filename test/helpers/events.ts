@@ -1,12 +1,38 @@
 import { creditFor, tokenIdFor } from '../../domain/grants.ts';
 import type { TokenIssued } from '../../domain/events.ts';
 
-/** A TokenIssued as the grant service would produce it (signature not checked downstream). */
-export function issued(activityId: string, userId: string, orderNo: string, amount: number, at = Date.now()): TokenIssued {
+// What this process has reserved per activity, and each token's slice, as the journal would
+// have (ledger I10): an order of the same amount keeps its slice, so a copy is a true copy.
+const reservedSoFar = new Map<string, number>();
+const slices = new Map<string, { amount: number; end: number }>();
+
+/**
+ * A TokenIssued as the grant service and the journal would produce it (signature not checked
+ * downstream). Unless `slice` says otherwise, it takes the next budget slice of its activity
+ * (activities of this process only: tokens granted through the API on the same activity take
+ * theirs from the journal, and the two would overlap) and records as funded exactly the
+ * slice's end: the fold accepts it, and whether the activity was funded that much is the
+ * audit's question. `slice: null` makes a token no journal reserved.
+ */
+export function issued(
+  activityId: string, userId: string, orderNo: string, amount: number, at = Date.now(),
+  slice?: { end: number; funded: number } | null,
+): TokenIssued {
   const tokenId = tokenIdFor(activityId, orderNo);
+  let s = slice;
+  if (s === undefined) {
+    const known = slices.get(tokenId);
+    const end = known?.amount === amount ? known.end : (reservedSoFar.get(activityId) ?? 0) + amount;
+    if (known?.amount !== amount) {
+      reservedSoFar.set(activityId, end);
+      slices.set(tokenId, { amount, end });
+    }
+    s = { end, funded: end };
+  }
   return {
     eventId: tokenId, occurredAt: at, activityId, traceId: `trace-${orderNo}`, tokenId, orderNo, userId, sceneId: 'scene',
     amount, currency: 'CNY', signature: 'test', keyId: 'test', grantedBy: 'test', clientAddress: '127.0.0.1', requestId: orderNo,
+    budgetSliceEnd: s?.end ?? null, budgetFunded: s?.funded ?? null,
   };
 }
 
