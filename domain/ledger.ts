@@ -1,6 +1,6 @@
 import { account, mayGoNegative } from './accounts.ts';
 import { coversDebit, type Currency } from './money.ts';
-import type { EventMap, LedgerEvent } from './events.ts';
+import type { EventMap, LedgerEvent, TokenIssued } from './events.ts';
 import { checkWithdrawal, duplicateFlagEventIdFor, type WithdrawalRecord } from './withdrawals.ts';
 import { fundingEventIdFor, tokenIdFor } from './grants.ts';
 import {
@@ -32,6 +32,19 @@ import { couponEventIdOf, evolvePack, isCouponEvent, type PackRecord } from './c
  *      (draw id; order number). A cash win's money moves by its TokenIssued, like any grant.
  *  I9. Coupon gift packs move no money; a pack's state changes only as evolvePack allows
  *      (coupons.ts, C2–C5), and an event it refuses changes nothing.
+ * I10. A token moves money only within the budget slice it carries. The journal, as it
+ *      reserves a grant's amount, gives it the slice [end - amount, end) of its activity's
+ *      cumulative reservations and records in the TokenIssued that end and the activity's
+ *      cumulative funding then. The fold refuses (anomaly token_uncovered; no postings, no
+ *      token, so a credit of it is token_credit_without_issue) a token with no slice, with a
+ *      slice starting below zero or ending beyond the funding it records. Not a balance check:
+ *      fundings (budget topic) and grants (wallet partitions, by user) interleave differently
+ *      in every fold, so a balance check would refuse different tokens in the projector and in
+ *      a parallel replay; this rule reads the event alone, so every fold refuses the same ones.
+ *      What a token claims is then checked at the log's level (checkSlices, in the audit; the
+ *      invariant check does the same over the projection): an activity's accepted slices are
+ *      disjoint and end within its BudgetFunded events on the log, so the tokens it accepted
+ *      sum to at most what it was funded, whichever path produced them.
  */
 export interface Posting {
   account: string;
@@ -53,6 +66,11 @@ export interface TokenRecord {
   status: TokenStatus;
   issuedAt: number;
   creditedAt: number | null;
+  /**
+   * I10: the end of the budget slice the token was accepted with (its start is the end less
+   * the amount). Null only on a projection row from before slices existed (migration 010).
+   */
+  budgetSliceEnd: number | null;
 }
 
 /** What the fold needs to know about the state before the event. */
@@ -70,6 +88,7 @@ export type Anomaly =
   | { kind: 'token_credited_twice'; tokenId: string; eventId: string }
   | { kind: 'token_credit_without_issue'; tokenId: string; eventId: string }
   | { kind: 'token_credit_mismatch'; tokenId: string; eventId: string; expected: number; actual: number }
+  | { kind: 'token_uncovered'; tokenId: string; eventId: string; activityId: string; amount: number; sliceEnd: number | null; funded: number | null; reason: string }
   | { kind: 'withdrawal_overdraft'; withdrawalId: string; eventId: string; available: number; amount: number }
   | { kind: 'payout_without_withdrawal'; withdrawalId: string; eventId: string }
   | { kind: 'payout_resolved_twice'; withdrawalId: string; eventId: string; status: string }
@@ -198,12 +217,22 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
     }
     case 'TokenIssued': {
       const e = event.data;
+      const uncovered = uncoveredToken(e);
+      if (uncovered) {
+        return {
+          ...none(),
+          anomalies: [{
+            kind: 'token_uncovered', tokenId: e.tokenId, eventId: e.eventId, activityId: e.activityId, amount: e.amount,
+            sliceEnd: e.budgetSliceEnd ?? null, funded: e.budgetFunded ?? null, reason: uncovered,
+          }],
+        };
+      }
       return {
         ...none(),
         postings: transfer(account.activityBudget(e.activityId), account.user(e.userId, 'pending'), e.amount, e.currency),
         tokens: [{
           tokenId: e.tokenId, userId: e.userId, activityId: e.activityId, sceneId: e.sceneId, orderNo: e.orderNo,
-          amount: e.amount, currency: e.currency, status: 'pending', issuedAt: e.occurredAt, creditedAt: null,
+          amount: e.amount, currency: e.currency, status: 'pending', issuedAt: e.occurredAt, creditedAt: null, budgetSliceEnd: e.budgetSliceEnd,
         }],
       };
     }
@@ -315,6 +344,58 @@ export function effectsOf(event: LedgerEvent, view: LedgerView): Effects {
       };
     }
   }
+}
+
+/**
+ * I10, per event: why the fold refuses this token, or null when the slice it carries covers
+ * it. Reads the event alone (never a balance), so it is the same in every fold and anyone may
+ * ask it without the ledger's state (the crediting processor does not credit a refused token).
+ */
+export function uncoveredToken(e: TokenIssued): string | null {
+  // Absent in events written before the fields existed: no journal reserved those.
+  const end = e.budgetSliceEnd ?? null;
+  const funded = e.budgetFunded ?? null;
+  if (end === null || funded === null) return 'the token carries no budget slice';
+  if (!Number.isSafeInteger(end) || !Number.isSafeInteger(funded)) return 'the budget slice is not whole minor units';
+  if (end - e.amount < 0) return `its budget slice [${end - e.amount}, ${end}) starts below zero`;
+  if (end > funded) return `its budget slice ends at ${end}, beyond the ${funded} funded`;
+  return null;
+}
+
+/** An activity's accepted tokens as budget slices [start, end): their starts and their ends, each list in any order. */
+export interface BudgetSlices {
+  starts: number[];
+  ends: number[];
+}
+
+export interface SliceCheck {
+  /** Adjacent pairs (in start order) that overlap; 0 when the slices are disjoint. */
+  overlaps: number;
+  /** The highest slice end (0 with no slices): what the activity must have been funded at least. */
+  highestEnd: number;
+  /** The sum of the slices' lengths, the tokens' amounts. */
+  total: number;
+}
+
+/**
+ * I10 across the log, for one activity: its accepted slices must be disjoint (overlaps 0) and
+ * end within its funding (highestEnd <= funded); then the accepted tokens sum to at most the
+ * funding. Decided on two sorted number lists rather than sorted records (a replay holds
+ * millions of tokens): disjoint slices sorted by start are sorted by end too, each starting
+ * at or after the previous one's end; and conversely, if with starts and ends sorted apart
+ * every start is at or after the previous end, no point lies in two slices (were one in k
+ * starts but fewer than k - 1 ends, the k-th start would come before the (k-1)-th end).
+ */
+export function checkSlices(s: BudgetSlices): SliceCheck {
+  const starts = Float64Array.from(s.starts).sort();
+  const ends = Float64Array.from(s.ends).sort();
+  let overlaps = 0;
+  let total = 0;
+  for (let i = 0; i < ends.length; i++) {
+    total += ends[i]! - starts[i]!;
+    if (i + 1 < starts.length && starts[i + 1]! < ends[i]!) overlaps++;
+  }
+  return { overlaps, highestEnd: ends.length > 0 ? ends[ends.length - 1]! : 0, total };
 }
 
 function packetCreated(e: EventMap['PacketCreated'], view: LedgerView): Effects {

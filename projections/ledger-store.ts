@@ -86,7 +86,7 @@ type Positioned = { event: LedgerEvent; offset: number };
 const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::bigint`;
 /** Token rows as the fold's records: select ${TOKEN_COLUMNS} from tokens t. */
 export const TOKEN_COLUMNS = `t.token_id, t.user_id, t.activity_id, t.scene_id, t.order_no, t.amount, t.currency, t.status,
-  ${ms('t.issued_at')} as issued_ms, ${ms('t.credited_at')} as credited_ms`;
+  ${ms('t.issued_at')} as issued_ms, ${ms('t.credited_at')} as credited_ms, t.budget_slice_end`;
 export const WITHDRAWAL_COLUMNS = `w.withdrawal_id, w.user_id, w.amount, w.currency, w.status, w.reason, w.provider_ref, w.resolved_event_id,
   ${ms('w.requested_at')} as requested_ms, ${ms('w.resolved_at')} as resolved_ms`;
 
@@ -109,7 +109,7 @@ export function claimFromRow(r: Record<string, any>): PacketClaimRecord {
 export function tokenFromRow(r: Record<string, any>): TokenRecord {
   return {
     tokenId: r.token_id, userId: r.user_id, activityId: r.activity_id, sceneId: r.scene_id, orderNo: r.order_no,
-    amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms,
+    amount: r.amount, currency: r.currency, status: r.status, issuedAt: r.issued_ms, creditedAt: r.credited_ms, budgetSliceEnd: r.budget_slice_end,
   };
 }
 
@@ -238,14 +238,14 @@ async function writeEffects(client: pg.PoolClient, batch: readonly Positioned[])
   }
   if (tokens.length > 0) {
     await client.query(
-      `insert into tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, credited_at, statement_seq)
-       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[])
+      `insert into tokens(token_id, user_id, activity_id, scene_id, order_no, amount, currency, status, issued_at, credited_at, statement_seq, budget_slice_end)
+       select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[])
        on conflict (token_id) do update set status = excluded.status, credited_at = excluded.credited_at`,
       [
         tokens.map((t) => t.tokenId), tokens.map((t) => t.userId), tokens.map((t) => t.activityId), tokens.map((t) => t.sceneId),
         tokens.map((t) => t.orderNo), tokens.map((t) => t.amount), tokens.map((t) => t.currency), tokens.map((t) => t.status),
         tokens.map((t) => iso(t.issuedAt)), tokens.map((t) => (t.creditedAt === null ? null : iso(t.creditedAt))),
-        tokens.map((t) => seqOf.get(t.tokenId) ?? 0),
+        tokens.map((t) => seqOf.get(t.tokenId) ?? 0), tokens.map((t) => t.budgetSliceEnd),
       ],
     );
   }

@@ -2,6 +2,7 @@ import type { Runtime } from '../infra/runtime.ts';
 import { creditFor } from '../domain/grants.ts';
 import { shareCreditFor } from '../domain/packets.ts';
 import type { LedgerEvent } from '../domain/events.ts';
+import { uncoveredToken } from '../domain/ledger.ts';
 import { runBatchConsumer, type RunningConsumer } from './batch-consumer.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
 
@@ -40,7 +41,9 @@ export class CreditingProcessor {
         const events = items.flatMap((it) => (it.event ? [it.event] : []));
         const accepted = await this.acceptedClaims(events, ctx);
         if (accepted === null) return 'stop';
-        const owed = events.filter((e) => (e.type === 'PacketClaimed' ? accepted.has(e.data.eventId) : e.type === 'TokenIssued'));
+        // A token the fold refuses for its budget slice (I10) is not credited: the rule reads
+        // the event alone, so no need to wait for the projection as for claims.
+        const owed = events.filter((e) => (e.type === 'PacketClaimed' ? accepted.has(e.data.eventId) : e.type === 'TokenIssued' && uncoveredToken(e.data) === null));
         let done = 0;
         while (done < owed.length) {
           const got = await this.limiter.take(owed.length - done, ctx.isActive);
