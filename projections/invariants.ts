@@ -6,6 +6,9 @@ import { account, isActivityBudget, mayGoNegative } from '../domain/accounts.ts'
  *  - every event's postings sum to zero, and so does the whole ledger (per currency);
  *  - every balance equals the sum of its account's postings (no drift);
  *  - no account but company:cost is below zero;
+ *  - the budget slices of an activity's accepted tokens do not overlap, and the highest ends
+ *    within what the activity's fundings brought (I10, ledger.ts): what the fold's per-token
+ *    check took on trust (the funding a token records) is held against the fundings;
  *  - every settled payout has exactly one posting to external:payout behind it, and no
  *    posting reaches external:payout without a settled payout or a flagged duplicate (I6);
  *  - every red packet's escrow holds its total less what was claimed and refunded, and
@@ -16,14 +19,16 @@ import { account, isActivityBudget, mayGoNegative } from '../domain/accounts.ts'
  * One subtlety: funding is projected from the budget topic and grants from the wallet
  * topic, independently. A grant can therefore be projected a moment before the funding it
  * was accepted against, and the budget looks negative until the funding lands. A negative
- * budget is only a violation once the budget topic is fully projected; until then the
- * check waits (up to `settleMs`) for it to catch up.
+ * budget (or a slice beyond the projected fundings) is only a violation once the budget topic
+ * is fully projected; until then the check waits (up to `settleMs`) for it to catch up.
  */
 export type Violation =
   | { kind: 'ledger_imbalance'; currency: string; sum: number }
   | { kind: 'unbalanced_event'; eventId: string; sum: number }
   | { kind: 'balance_drift'; account: string; balance: number; postings: number }
   | { kind: 'negative_balance'; account: string; balance: number }
+  | { kind: 'budget_slice_overlap'; activityId: string; tokenId: string; sliceStart: number; sliceEnd: number; previousEnd: number }
+  | { kind: 'budget_slice_beyond_funding'; activityId: string; sliceEnd: number; funded: number }
   | { kind: 'payout_postings'; withdrawalId: string; postings: number }
   | { kind: 'payout_posting_without_payout'; eventId: string; amount: number }
   | { kind: 'packet_escrow_mismatch'; packetId: string; escrow: number; expected: number }
@@ -66,6 +71,23 @@ async function snapshot(pool: pg.Pool) {
         where coalesce(b.balance, 0) <> coalesce(p.sum, 0) limit 100`,
     );
     const negative = await client.query<{ account: string; balance: number }>('select account, balance from account_balances where balance < 0');
+    // I10: in start order, each slice of an activity starts at or after every earlier one ends
+    // (tokens projected before slices existed have none and are left out).
+    const sliceOverlaps = await client.query<{ activity_id: string; token_id: string; slice_start: number; slice_end: number; previous_end: number }>(
+      `select activity_id, token_id::text, slice_start, slice_end, previous_end from (
+         select activity_id, token_id, budget_slice_end - amount as slice_start, budget_slice_end as slice_end,
+                max(budget_slice_end) over (partition by activity_id order by budget_slice_end - amount, token_id
+                                            rows between unbounded preceding and 1 preceding) as previous_end
+           from tokens where budget_slice_end is not null) s
+        where slice_start < previous_end limit 100`,
+    );
+    // ... and the highest ends within the activity's fundings (the only postings that credit a budget).
+    const slicesBeyond = await client.query<{ activity_id: string; slice_end: number; funded: number }>(
+      `select t.activity_id, t.slice_end, coalesce(f.funded, 0)::bigint as funded
+         from (select activity_id, max(budget_slice_end) as slice_end from tokens where budget_slice_end is not null group by activity_id) t
+         left join lateral (select sum(p.amount) as funded from postings p where p.account = 'activity:' || t.activity_id || ':budget' and p.amount > 0) f on true
+        where t.slice_end > coalesce(f.funded, 0) limit 100`,
+    );
     const payouts = await client.query<{ withdrawal_id: string; n: number }>(
       `select w.withdrawal_id, count(p.event_id)::bigint as n
          from withdrawals w
@@ -129,7 +151,8 @@ async function snapshot(pool: pg.Pool) {
     const accounts = await client.query<{ n: number }>('select count(*)::bigint as n from account_balances');
     await client.query('commit');
     return {
-      totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, payouts: payouts.rows, orphans: orphans.rows,
+      totals: totals.rows, unbalanced: unbalanced.rows, drift: drift.rows, negative: negative.rows, sliceOverlaps: sliceOverlaps.rows, slicesBeyond: slicesBeyond.rows,
+      payouts: payouts.rows, orphans: orphans.rows,
       escrows: escrows.rows, credits: credits.rows, overQuota: overQuota.rows, consumptionDrift: consumptionDrift.rows,
       overStock: overStock.rows, couponDrift: couponDrift.rows, accounts: accounts.rows[0]!.n,
     };
@@ -143,8 +166,9 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
   for (;;) {
     const s = await snapshot(pool);
     const negatives = s.negative.filter((n) => !mayGoNegative(n.account));
-    const budgetNegative = negatives.some((n) => isActivityBudget(n.account));
-    if (budgetNegative && Date.now() < deadline && (await opts.budgetLag()) > 0) {
+    // A grant projected before the funding it was accepted against: wait for the budget topic.
+    const budgetShort = negatives.some((n) => isActivityBudget(n.account)) || s.slicesBeyond.length > 0;
+    if (budgetShort && Date.now() < deadline && (await opts.budgetLag()) > 0) {
       await new Promise((r) => setTimeout(r, 200));
       continue;
     }
@@ -153,6 +177,10 @@ export async function checkInvariants(pool: pg.Pool, opts: InvariantOptions): Pr
       ...s.unbalanced.map((u) => ({ kind: 'unbalanced_event' as const, eventId: u.event_id, sum: u.sum })),
       ...s.drift.map((d) => ({ kind: 'balance_drift' as const, account: d.account, balance: d.balance, postings: d.postings })),
       ...negatives.map((n) => ({ kind: 'negative_balance' as const, account: n.account, balance: n.balance })),
+      ...s.sliceOverlaps.map((o) => ({
+        kind: 'budget_slice_overlap' as const, activityId: o.activity_id, tokenId: o.token_id, sliceStart: Number(o.slice_start), sliceEnd: Number(o.slice_end), previousEnd: Number(o.previous_end),
+      })),
+      ...s.slicesBeyond.map((b) => ({ kind: 'budget_slice_beyond_funding' as const, activityId: b.activity_id, sliceEnd: Number(b.slice_end), funded: Number(b.funded) })),
       ...s.payouts.filter((p) => p.n !== 1).map((p) => ({ kind: 'payout_postings' as const, withdrawalId: p.withdrawal_id, postings: p.n })),
       ...s.orphans.map((o) => ({ kind: 'payout_posting_without_payout' as const, eventId: o.event_id, amount: o.amount })),
       ...s.escrows.map((e) => ({ kind: 'packet_escrow_mismatch' as const, packetId: e.packet_id, escrow: e.escrow, expected: e.expected })),

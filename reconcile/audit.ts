@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Kafka } from 'kafkajs';
 import { Worker } from 'node:worker_threads';
-import { MemoryLedger, negativeBalances, type TokenRecord } from '../domain/ledger.ts';
+import { MemoryLedger, checkSlices, negativeBalances, type BudgetSlices, type TokenRecord } from '../domain/ledger.ts';
 import type { Currency } from '../domain/money.ts';
-import { isActivityBudget, parseAccount } from '../domain/accounts.ts';
+import { account, isActivityBudget, parseAccount } from '../domain/accounts.ts';
 import { WITHDRAWAL_COLUMNS, withdrawalFromRow } from '../projections/ledger-store.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { duplicateFlagEventIdFor } from '../domain/withdrawals.ts';
@@ -17,7 +17,9 @@ import { matchPayouts, type ProviderPayment } from './payout-match.ts';
 import { ProjectionCheck, type Chunk, type FoldedEvent } from './projection-check.ts';
 import { WholeLogCheck } from './whole-log-check.ts';
 import { idBucket } from './digest.ts';
-import { FoldMerge, anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow, type MergedFold } from './log-fold.ts';
+import {
+  FoldMerge, addFunding, addSlice, anomalyDifference, countFlow, foldRanges, mergeFolds, splitRanges, type FoldOutcome, type FoldView, type Flow, type MergedFold,
+} from './log-fold.ts';
 import { OpeningState } from './opening-state.ts';
 import { positionKey, replayCodec, replayRanges, resolveRanges, type PartitionRange } from './replay.ts';
 import type { ProviderStatement } from './provider-statement.ts';
@@ -105,6 +107,9 @@ interface Folded {
   flows: Record<string, Flow>;
   differences: Difference[];
   threads: number;
+  /** I10: per activity, the budget slices of the tokens accepted in the fold, and the fundings it applied. */
+  slices: Map<string, BudgetSlices>;
+  funded: Map<string, number>;
 }
 
 /** What the audit's folds read the log with. */
@@ -144,6 +149,7 @@ export async function runAudit(auditDeps: AuditDeps, opts: AuditOptions = {}): P
   const { view, differences } = fold;
 
   differences.push(...(await overIssues(view.balances, fold.allTokens, rangeMode ? check : null)));
+  differences.push(...(await sliceDifferences(fold.slices, fold.funded, fold.allTokens, rangeMode ? check : null)));
   // Overdue work is judged at the time of the audit, not at the end of the range, and only
   // if the projection still shows it open: a credit or payout that arrived after the range
   // was late, not missing. So a window audited `grace` after it ended reports every token
@@ -199,6 +205,8 @@ async function foldRange(deps: Replay, ranges: readonly PartitionRange[], check:
   const opening = new OpeningState(deps.pool, ranges, check);
   const differences: Difference[] = [];
   const flows: Record<string, Flow> = {};
+  const slices = new Map<string, BudgetSlices>();
+  const funded = new Map<string, number>();
   let done = 0;
   let duplicates = 0;
   let couponEventsBeforeGrant = 0;
@@ -228,9 +236,16 @@ async function foldRange(deps: Replay, ranges: readonly PartitionRange[], check:
         duplicates++;
         continue;
       }
-      if (fx.postings.length > 0) countFlow(flows, event);
+      if (fx.postings.length > 0) {
+        countFlow(flows, event);
+        addFunding(funded, event);
+      }
       chunk.events.push({ event, postings: fx.postings });
-      if (event.type === 'TokenIssued') chunk.tokens.push(...fx.tokens);
+      if (event.type === 'TokenIssued') {
+        chunk.tokens.push(...fx.tokens);
+        // The range's own tokens (the fold also holds earlier ones, seeded for their credits).
+        for (const tk of fx.tokens) addSlice(slices, tk);
+      }
       if (event.type === 'WithdrawalRequested') chunk.withdrawals.push(...fx.withdrawals);
       for (const a of fx.anomalies) differences.push(anomalyDifference(a, event));
     }
@@ -250,7 +265,7 @@ async function foldRange(deps: Replay, ranges: readonly PartitionRange[], check:
   differences.push(...(await check.imbalances()));
   return {
     view: mem, tokens, tokenCount: tokens.length, allTokens: async () => tokens,
-    events: read.events, undecodable: read.undecodable, duplicates, couponEventsBeforeGrant, flows, differences, threads: 1,
+    events: read.events, undecodable: read.undecodable, duplicates, couponEventsBeforeGrant, flows, differences, threads: 1, slices, funded,
   };
 }
 
@@ -293,6 +308,7 @@ async function foldWholeLog(
     return {
       view: fold, tokens: fold.pendingTokens, tokenCount: fold.tokenCount, allTokens,
       events: fold.events, undecodable: fold.undecodable, duplicates: fold.duplicates, couponEventsBeforeGrant: 0, flows: fold.flows, differences, threads,
+      slices: fold.slices, funded: fold.funded,
     };
   } finally {
     await whole.close();
@@ -393,6 +409,56 @@ async function overIssues(
       events: involved, repair: null,
       message: `activity ${activityId} issued ${-balance} more than it was funded; the latest grants making up the excess are listed`,
     });
+  }
+  return out;
+}
+
+/**
+ * I10 at the log's level, the loop the fold's per-token check leaves open (a token's recorded
+ * funding is its own claim): per activity, the slices of the accepted tokens must be disjoint
+ * and end within the activity's BudgetFunded events on the log (a range audit adds those the
+ * projection has from before the range, and sees only the range's own tokens). Then what the
+ * activity's tokens moved is at most what it was funded, proved from the log alone.
+ */
+async function sliceDifferences(
+  slices: ReadonlyMap<string, BudgetSlices>, funded: ReadonlyMap<string, number>, allTokens: () => Promise<TokenRecord[]>, rangeCheck: ProjectionCheck | null,
+): Promise<Difference[]> {
+  const findings = [...slices].map(([activityId, s]) => ({ activityId, ...checkSlices(s) }));
+  const beyond = findings.filter((f) => f.highestEnd > (funded.get(f.activityId) ?? 0));
+  const before = rangeCheck && beyond.length > 0 ? await rangeCheck.fundedBefore(beyond.map((f) => f.activityId)) : new Map<string, number>();
+  const fundedOf = (activityId: string) => (before.get(activityId) ?? 0) + (funded.get(activityId) ?? 0);
+  const wrong = findings.filter((f) => f.overlaps > 0 || f.highestEnd > fundedOf(f.activityId));
+  if (wrong.length === 0) return [];
+  // Name the tokens (read again if need be: a whole log's fold keeps only the numbers).
+  const byActivity = new Map<string, TokenRecord[]>(wrong.map((f) => [f.activityId, []]));
+  for (const t of await allTokens()) if (t.budgetSliceEnd !== null) byActivity.get(t.activityId)?.push(t);
+  const out: Difference[] = [];
+  for (const f of wrong) {
+    const tokens = byActivity.get(f.activityId)!.sort((a, b) => (a.budgetSliceEnd! - a.amount) - (b.budgetSliceEnd! - b.amount) || (a.tokenId < b.tokenId ? -1 : 1));
+    if (f.overlaps > 0) {
+      // In start order, every token that starts before an earlier one ends, with that one.
+      let reach: TokenRecord | null = null;
+      for (const t of tokens) {
+        const start = t.budgetSliceEnd! - t.amount;
+        if (reach && start < reach.budgetSliceEnd!) {
+          out.push({
+            kind: 'budget_slice_overlap', activityId: f.activityId, userId: t.userId, orderNo: t.orderNo, tokenId: t.tokenId, currency: t.currency,
+            expected: `>= ${reach.budgetSliceEnd}`, actual: start, events: [reach.tokenId, t.tokenId], repair: null,
+            message: `token ${t.tokenId} (${t.amount} ${t.currency} to ${t.userId}, order ${t.orderNo}) took budget slice [${start}, ${t.budgetSliceEnd}) of activity ${f.activityId}, overlapping [${reach.budgetSliceEnd! - reach.amount}, ${reach.budgetSliceEnd}) of token ${reach.tokenId}: the same budget was issued twice`,
+          });
+        }
+        if (!reach || t.budgetSliceEnd! > reach.budgetSliceEnd!) reach = t;
+      }
+    }
+    const fundedOnLog = fundedOf(f.activityId);
+    if (f.highestEnd > fundedOnLog) {
+      const over = tokens.filter((t) => t.budgetSliceEnd! > fundedOnLog).sort((a, b) => a.budgetSliceEnd! - b.budgetSliceEnd!);
+      out.push({
+        kind: 'budget_slice_beyond_funding', activityId: f.activityId, account: account.activityBudget(f.activityId), currency: over[0]?.currency,
+        expected: `<= ${fundedOnLog}`, actual: f.highestEnd, events: over.map((t) => t.tokenId), repair: null,
+        message: `activity ${f.activityId} has budget slices up to ${f.highestEnd} but its fundings on the log total ${fundedOnLog}; the tokens whose slices end beyond it are listed`,
+      });
+    }
   }
   return out;
 }

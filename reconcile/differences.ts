@@ -22,6 +22,10 @@ export const DIFFERENCE_KINDS = [
   'projection_drift',
   /** An activity issued more than it was funded. */
   'budget_over_issue',
+  /** Two accepted tokens of an activity took overlapping budget slices (ledger I10): one budget, issued twice. */
+  'budget_slice_overlap',
+  /** An activity's accepted tokens have budget slices ending beyond its fundings on the log (ledger I10). */
+  'budget_slice_beyond_funding',
   /** Postings do not sum to zero in a currency. */
   'ledger_imbalance',
   /** A second credit for one token reached the log. */

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { MemoryLedger, type Anomaly, type TokenRecord } from '../domain/ledger.ts';
+import { MemoryLedger, type Anomaly, type BudgetSlices, type TokenRecord } from '../domain/ledger.ts';
 import type { Currency } from '../domain/money.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
@@ -41,6 +41,23 @@ export interface FoldOutcome {
   packetCredits: [string, PacketCreditRecord][];
   applied: IdSetData;
   differences: Difference[];
+  /** I10: per activity, the budget slices of the tokens the fold accepted, and what its BudgetFunded events brought. */
+  slices: [string, BudgetSlices][];
+  funded: [string, number][];
+}
+
+/** Adds an accepted token's budget slice to its activity's (I10, checked by the audit once the log is folded). */
+export function addSlice(slices: Map<string, BudgetSlices>, t: TokenRecord): void {
+  if (t.budgetSliceEnd === null) return;
+  let s = slices.get(t.activityId);
+  if (!s) slices.set(t.activityId, (s = { starts: [], ends: [] }));
+  s.starts.push(t.budgetSliceEnd - t.amount);
+  s.ends.push(t.budgetSliceEnd);
+}
+
+/** Adds an applied funding to its activity's total on the log. */
+export function addFunding(funded: Map<string, number>, event: LedgerEvent): void {
+  if (event.type === 'BudgetFunded') funded.set(event.data.activityId, (funded.get(event.data.activityId) ?? 0) + event.data.amount);
 }
 
 export function anomalyDifference(a: Anomaly, event: LedgerEvent): Difference {
@@ -72,6 +89,7 @@ export async function foldRanges(
   const postings = new Digest();
   const flows: Record<string, Flow> = {};
   const differences: Difference[] = [];
+  const funded = new Map<string, number>();
   let duplicates = 0;
   const read = await replayRanges(kafka, codec, ranges, (batch) => {
     for (const event of batch) {
@@ -80,7 +98,10 @@ export async function foldRanges(
         duplicates++;
         continue;
       }
-      if (fx.postings.length > 0) countFlow(flows, event);
+      if (fx.postings.length > 0) {
+        countFlow(flows, event);
+        addFunding(funded, event);
+      }
       const id = event.data.eventId;
       const b = idBucket(id);
       events.add(b, eventHash(id));
@@ -91,9 +112,11 @@ export async function foldRanges(
   });
   const tokens = new Digest();
   const pendingTokens: TokenRecord[] = [];
+  const slices = new Map<string, BudgetSlices>();
   for (const t of mem.tokens.values()) {
     tokens.add(idBucket(t.tokenId), tokenHash(t) + tokenStateHash(t));
     if (t.status === 'pending') pendingTokens.push(t);
+    addSlice(slices, t);
   }
   const withdrawals = new Digest();
   for (const w of mem.withdrawals.values()) withdrawals.add(idBucket(w.withdrawalId), withdrawalHash(w) + withdrawalStateHash(w));
@@ -102,7 +125,7 @@ export async function foldRanges(
     digests: { events: events.toData(), postings: postings.toData(), tokens: tokens.toData(), withdrawals: withdrawals.toData() },
     balances: [...mem.balances], pendingTokens, tokenCount: mem.tokens.size, withdrawals: [...mem.withdrawals.values()],
     packets: [...mem.packets.values()], packetClaims: [...mem.packetClaims], packetCredits: [...mem.packetCredits],
-    applied: mem.applied.toData(), differences,
+    applied: mem.applied.toData(), differences, slices: [...slices], funded: [...funded],
   };
 }
 
@@ -123,6 +146,8 @@ export interface FoldView {
 export interface MergedFold extends FoldView, Pick<FoldOutcome, 'events' | 'undecodable' | 'duplicates' | 'flows' | 'pendingTokens' | 'tokenCount' | 'differences'> {
   digests: Record<'events' | 'postings' | 'tokens' | 'withdrawals', Digest>;
   balances: Map<string, { currency: Currency; balance: number }>;
+  slices: Map<string, BudgetSlices>;
+  funded: Map<string, number>;
 }
 
 /**
@@ -141,7 +166,7 @@ export class FoldMerge {
   private readonly merged: MergedFold = {
     events: 0, undecodable: 0, duplicates: 0, flows: {},
     digests: { events: new Digest(), postings: new Digest(), tokens: new Digest(), withdrawals: new Digest() },
-    balances: new Map(), pendingTokens: [], tokenCount: 0,
+    balances: new Map(), pendingTokens: [], tokenCount: 0, slices: new Map(), funded: new Map(),
     withdrawals: this.withdrawals, packets: this.packets, packetClaims: this.packetClaims, packetCredits: this.packetCredits,
     applied: { has: (id) => this.applied.some((s) => s.has(id)) }, differences: [],
   };
@@ -166,6 +191,13 @@ export class FoldMerge {
       else m.balances.set(account, { ...b });
     }
     m.pendingTokens.push(...o.pendingTokens);
+    // An activity's tokens are on many users' partitions, its fundings on the budget topic.
+    for (const [activityId, s] of o.slices) {
+      const cur = m.slices.get(activityId);
+      if (!cur) m.slices.set(activityId, s);
+      else for (let i = 0; i < s.starts.length; i++) { cur.starts.push(s.starts[i]!); cur.ends.push(s.ends[i]!); }
+    }
+    for (const [activityId, amount] of o.funded) m.funded.set(activityId, (m.funded.get(activityId) ?? 0) + amount);
     m.tokenCount += o.tokenCount;
     for (const w of o.withdrawals) this.withdrawals.set(w.withdrawalId, w);
     for (const p of o.packets) this.packets.set(p.packetId, p);

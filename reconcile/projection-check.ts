@@ -3,7 +3,7 @@ import type { LedgerEvent } from '../domain/events.ts';
 import type { Posting, TokenRecord } from '../domain/ledger.ts';
 import type { WithdrawalRecord } from '../domain/withdrawals.ts';
 import { creditEventIdFor } from '../domain/grants.ts';
-import { parseAccount } from '../domain/accounts.ts';
+import { account, parseAccount } from '../domain/accounts.ts';
 import type { Difference } from './differences.ts';
 import { positionKey, type PartitionRange } from './replay.ts';
 import {
@@ -271,6 +271,19 @@ export class ProjectionCheck {
         where p.account = any($5) group by p.account`, [...boundsParams(this.ranges), accounts],
     );
     return new Map(rows.map((r) => [r.account, r.sum]));
+  }
+
+  /** What each activity's fundings brought before the range (the only postings that credit a budget are fundings). */
+  async fundedBefore(activityIds: string[]): Promise<Map<string, number>> {
+    if (activityIds.length === 0) return new Map();
+    const { rows } = await this.pool.query<{ account: string; sum: number }>(
+      `select p.account, sum(p.amount)::bigint as sum
+         from postings p join ledger_events e on e.event_id = p.event_id
+         join ${BOUNDS} on e.topic = b.topic and e.partition = b.partition and e."offset" < b.s
+        where p.account = any($5) and p.amount > 0 group by p.account`, [...boundsParams(this.ranges), activityIds.map(account.activityBudget)],
+    );
+    const byAccount = new Map(rows.map((r) => [r.account, r.sum]));
+    return new Map(activityIds.map((id) => [id, byAccount.get(account.activityBudget(id)) ?? 0]));
   }
 
   /**

@@ -19,7 +19,7 @@ t.test('splitRanges keeps every non-empty partition whole, once, in at most n gr
   }));
 });
 
-const outcome = (ids: string[], balances: [string, number][]): FoldOutcome => {
+const outcome = (ids: string[], balances: [string, number][], slices: FoldOutcome['slices'] = [], funded: FoldOutcome['funded'] = []): FoldOutcome => {
   const applied = new IdSet();
   const events = new Digest();
   for (const id of ids) {
@@ -30,7 +30,7 @@ const outcome = (ids: string[], balances: [string, number][]): FoldOutcome => {
     events: ids.length, undecodable: 0, duplicates: 0, flows: { TokenIssued: { count: ids.length, amount: 10 * ids.length } },
     digests: { events: events.toData(), postings: new Digest().toData(), tokens: new Digest().toData(), withdrawals: new Digest().toData() },
     balances: balances.map(([a, b]) => [a, { currency: 'CNY', balance: b }]), pendingTokens: [], tokenCount: 0, withdrawals: [],
-    packets: [], packetClaims: [], packetCredits: [], applied: applied.toData(), differences: [],
+    packets: [], packetClaims: [], packetCredits: [], applied: applied.toData(), differences: [], slices, funded,
   };
 };
 const id = (n: number) => `${n.toString(16).padStart(8, '0')}-0000-8000-8000-000000000000`;
@@ -46,4 +46,13 @@ t.test('mergeFolds adds the parts up, and refuses parts that folded the same eve
   t.same(m.digests.events.toData(), whole.digests.events, 'the digests of the parts add up to the digest of the whole');
   t.ok(m.applied.has(id(2)) && m.applied.has(id(3)) && !m.applied.has(id(4)), 'applied ids of every part');
   t.equal(mergeFolds([a, outcome([id(2)], [])]), null, 'an event folded in two parts: fold the log in one piece');
+});
+
+t.test('mergeFolds gathers an activity\'s budget slices and fundings from every part (I10)', async (t) => {
+  const a = outcome([id(1)], [], [['x', { starts: [0, 30], ends: [10, 40] }]], [['y', 5]]);
+  const b = outcome([id(2)], [], [['x', { starts: [10], ends: [30] }], ['y', { starts: [0], ends: [5] }]], [['x', 40], ['y', 1]]);
+  const m = mergeFolds([a, b])!;
+  t.same(m.slices.get('x'), { starts: [0, 30, 10], ends: [10, 40, 30] });
+  t.same(m.slices.get('y'), { starts: [0], ends: [5] });
+  t.same([...m.funded].sort(), [['x', 40], ['y', 6]]);
 });
