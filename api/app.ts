@@ -16,6 +16,7 @@ import { adminRoutes } from './admin/routes.ts';
 import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
 import { journalFor, relayFor } from '../infra/journal.ts';
+import { KafkaNotConnected } from '../infra/kafka.ts';
 import { tokenSigner } from '../domain/tokens.ts';
 import type { Runtime } from '../infra/runtime.ts';
 import { packetRoutes } from './packets/routes.ts';
@@ -72,9 +73,12 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const budget = new BudgetStore(rt.pool);
   const journal = journalFor(rt);
   // Every API instance relays the journal; instances share its shards (infra/journal.ts).
+  // It starts once Kafka's side is connected (at once, unless the API started during a Kafka
+  // or registry outage): the journal keeps what is accepted meanwhile.
   const relay = relayFor(rt, journal);
-  relay.start();
-  app.addHook('onClose', () => relay.stop());
+  let closed = false;
+  void rt.kafkaLink.ready.then(() => { if (!closed) relay.start(); });
+  app.addHook('onClose', () => { closed = true; return relay.stop(); });
   const signer = tokenSigner(secrets.tokenSigningKeyPem, rt.cfg.tokenKeyId);
   const grants = new GrantService({ activities, journal, signer });
   const settings = new WalletSettingsStore(rt.pool);
@@ -91,6 +95,8 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
   const draws = new DrawService({
     catalog, store: campaignStore, quotas: new DrawQuotas(rt.redis, rt.cfg.namespace, rt.cfg.drawRetentionSec), journal, grants, coupons,
     settle: async () => {
+      // Rebuilding needs the journal produced and the log's end offsets: not before Kafka is connected.
+      if (!rt.kafkaLink.connected) throw new KafkaNotConnected('the prize counters\' rebuild');
       await new Promise((r) => setTimeout(r, rt.cfg.drawRestoreGraceMs));
       // Wins the journal accepted must be in the log before the projection is read.
       const settledAt = Date.now();
@@ -116,7 +122,7 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     await upstream.register(couponRoutes, { commands: coupons, activities, holdDefaultMs: rt.cfg.couponHoldDefaultMs, holdMaxMs: rt.cfg.couponHoldMaxMs });
   });
   const wallets = new WalletReader(rt.pool, rt.cfg.walletCacheMs);
-  const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, journal, settings, fence, reader: wallets });
+  const withdrawals = new WithdrawalService({ pool: rt.pool, publisher: rt.publisher, journal, settings, fence, reader: wallets, kafkaConnected: () => rt.kafkaLink.connected });
   await app.register(userAuth, { keys: secrets.userTokenKeys });
   await app.register(walletRoutes, { wallets, withdrawals });
   await app.register(walletCouponRoutes, { commands: coupons, reader: couponReader });
@@ -133,10 +139,17 @@ export async function buildApp(rt: Runtime, secrets: AppSecrets, opts: AppOption
     coupons: { catalog: couponCatalog, reader: couponReader },
   });
 
+  // Liveness and readiness to serve: `status` is about what every request needs (Postgres,
+  // Redis). Kafka is reported beside it and does not make the instance unready: accepted
+  // commands wait in the journal until `kafka.connected` and the relay `running`.
   app.get('/health', async () => {
     const checks = await Promise.allSettled([rt.pool.query('select 1'), rt.redis.ping()]);
     const [pgOk, redisOk] = checks.map((c) => c.status === 'fulfilled');
-    return { status: pgOk && redisOk ? 'ok' : 'degraded', postgres: pgOk, redis: redisOk };
+    const link = rt.kafkaLink.status();
+    return {
+      status: pgOk && redisOk ? 'ok' : 'degraded', postgres: pgOk, redis: redisOk,
+      kafka: { connected: link.connected, connectedAt: link.connectedAt, attempts: link.attempts, lastError: link.lastError, relay: relay.status() },
+    };
   });
   return app;
 }

@@ -56,7 +56,7 @@ function outageOf(e: { name?: unknown; code?: unknown; message?: unknown }): Dep
   const name = typeof e.name === 'string' ? e.name : '';
   const code = typeof e.code === 'string' ? e.code : '';
   const message = typeof e.message === 'string' ? e.message : '';
-  if (name.startsWith('KafkaJS')) return 'kafka';
+  if (name.startsWith('KafkaJS') || name === 'KafkaNotConnected') return 'kafka';
   if (name === 'MaxRetriesPerRequestError' || REDIS_CLIENT_OUTAGE.test(message)) return 'redis';
   if (name === 'ReplyError' && REDIS_REPLY_OUTAGE.test(message)) return 'redis';
   if (/^[0-9A-Z]{5}$/.test(code) && (PG_OUTAGE_CLASSES.has(code.slice(0, 2)) || PG_OUTAGE_CODES.has(code))) return 'postgres';

@@ -221,12 +221,24 @@ export class JournalRelay {
   private woken = false;
   private lastPrune = 0;
   private readonly lockSpace: number;
+  private failing: { since: number; error: string } | null = null;
 
   constructor(private readonly deps: {
     pool: pg.Pool; publisher: EventPublisher; log: Logger; namespace: string; shards: number; pollMs: number;
     batch?: number; retentionSec: number;
   }) {
     this.lockSpace = shardOf(`${deps.namespace}:journal-relay`, 2 ** 31 - 1);
+  }
+
+  /**
+   * For /health: `waiting` until started (the API starts it once Kafka is connected),
+   * `failing` while its rounds fail (Kafka, the registry or Postgres away; it backs off and
+   * tries again), else `running`.
+   */
+  status(): { state: 'waiting' | 'running' | 'failing'; failingSince: string | null; lastError: string | null } {
+    if (!this.running) return { state: 'waiting', failingSince: null, lastError: null };
+    if (this.failing) return { state: 'failing', failingSince: new Date(this.failing.since).toISOString(), lastError: this.failing.error };
+    return { state: 'running', failingSince: null, lastError: null };
   }
 
   start(): void {
@@ -254,9 +266,12 @@ export class JournalRelay {
       try {
         relayed = await this.relayOnce();
         backoff = 0;
+        this.failing = null;
         if (Date.now() - this.lastPrune > 60_000) await this.prune();
       } catch (err) {
         backoff = Math.min(5_000, Math.max(100, backoff * 2));
+        this.failing ??= { since: Date.now(), error: '' };
+        this.failing.error = (err as Error)?.message ?? String(err);
         this.deps.log.warn('journal relay could not produce; the journal keeps the events', { err, retryInMs: backoff });
       }
       if (relayed >= (this.deps.batch ?? 1000) && backoff === 0) continue;

@@ -17,14 +17,33 @@ const kafkaLogs: logCreator = () => {
   };
 };
 
-export function kafkaClient(cfg: Config, clientId: string): Kafka {
+/** `quiet`: kafkajs logs nothing (a caller that retries and logs the failure itself, rate-limited). */
+export function kafkaClient(cfg: Config, clientId: string, retry: { initialRetryTime?: number; retries?: number } = {}, quiet = false): Kafka {
   return new Kafka({
     clientId,
     brokers: cfg.kafkaBrokers,
-    logLevel: logLevel.WARN,
+    logLevel: quiet ? logLevel.NOTHING : logLevel.WARN,
     logCreator: kafkaLogs,
-    retry: { initialRetryTime: 100, retries: 8 },
+    retry: { initialRetryTime: 100, retries: 8, ...retry },
   });
+}
+
+/**
+ * Kafka is not connected yet: a process that starts without waiting for it (the API) has
+ * not reached the broker, or the schema registry, since it started (infra/kafka-link.ts).
+ * Like a kafkajs error, it is a dependency outage (503), never a bug.
+ */
+export class KafkaNotConnected extends Error {
+  override readonly name = 'KafkaNotConnected';
+  constructor(what = 'Kafka') {
+    super(`${what}: not connected to Kafka and the schema registry yet`);
+  }
+}
+
+/** A Kafka client's error (kafkajs's own, or KafkaNotConnected): the broker, not the request. */
+export function isKafkaError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return err.name.startsWith('KafkaJS') || err instanceof KafkaNotConnected;
 }
 
 /**
@@ -94,20 +113,41 @@ export class BatchingProducer {
   private queue: { topic: string; msg: OutgoingMessage; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private inFlight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private opened: boolean;
 
   constructor(
     readonly producer: Producer,
     private readonly lingerMs: number,
     private readonly maxBatch = 5000,
-  ) {}
+    opened = true,
+  ) {
+    this.opened = opened;
+  }
 
   static async connect(kafka: Kafka, lingerMs: number): Promise<BatchingProducer> {
+    const batching = BatchingProducer.unconnected(kafka, lingerMs);
+    await batching.open();
+    return batching;
+  }
+
+  /** A producer that refuses every send (KafkaNotConnected) until open() connected it. */
+  static unconnected(kafka: Kafka, lingerMs: number): BatchingProducer {
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: ledgerPartitioner });
-    await producer.connect();
-    return new BatchingProducer(producer, lingerMs);
+    return new BatchingProducer(producer, lingerMs, 5000, false);
+  }
+
+  async open(): Promise<void> {
+    await this.producer.connect();
+    this.opened = true;
+  }
+
+  get isOpen(): boolean {
+    return this.opened;
   }
 
   send(topic: string, msg: OutgoingMessage): Promise<void> {
+    // Fails at once rather than at kafkajs's "disconnected", and never queues behind a connect.
+    if (!this.opened) return Promise.reject(new KafkaNotConnected('the producer'));
     return new Promise((resolve, reject) => {
       this.queue.push({ topic, msg, resolve, reject });
       this.schedule();
@@ -156,6 +196,7 @@ export class BatchingProducer {
     this.timer = null;
     this.flush();
     while (this.inFlight) await this.inFlight;
+    this.opened = false;
     await this.producer.disconnect();
   }
 }

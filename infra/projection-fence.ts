@@ -1,5 +1,6 @@
 import { Partitioners, type Admin } from 'kafkajs';
 import type { Runtime } from './runtime.ts';
+import { KafkaNotConnected } from './kafka.ts';
 
 export class ProjectionBehind extends Error {}
 
@@ -31,6 +32,8 @@ export class ProjectionFence {
   constructor(private readonly rt: Runtime, private readonly projector = `${rt.cfg.namespace}.ledger-projector`) {}
 
   private connected(): Promise<Admin> {
+    // An API started during a Kafka outage: refuse at once rather than wait out kafkajs's retries.
+    if (!this.rt.kafkaLink.connected) return Promise.reject(new KafkaNotConnected('the projection fence'));
     this.admin ??= (async () => {
       const admin = this.rt.kafka.admin();
       await admin.connect();

@@ -7,6 +7,7 @@ import { kafkaClient, ensureTopics, BatchingProducer } from './kafka.ts';
 import { EventCodec } from '../schemas/codec.ts';
 import { EventPublisher, topicOfType } from './publisher.ts';
 import { logger, type Logger } from './log.ts';
+import { KafkaLink } from './kafka-link.ts';
 
 /** The connections a process needs, opened once and closed together. */
 export interface Runtime {
@@ -19,6 +20,11 @@ export interface Runtime {
   codec: EventCodec;
   producer: BatchingProducer;
   publisher: EventPublisher;
+  /**
+   * Whether Kafka's side (topics, schemas, producer) is connected. Connected from the start
+   * unless the runtime was opened with `kafka: 'background'`.
+   */
+  kafkaLink: KafkaLink;
   close(): Promise<void>;
 }
 
@@ -32,19 +38,39 @@ export function redisPrefix(cfg: Config): string {
  */
 export async function setupNamespace(cfg: Config): Promise<void> {
   await migrate(cfg.databaseUrl, cfg.namespace);
-  const kafka = kafkaClient(cfg, `${cfg.namespace}-setup`);
+  await prepareKafka(cfg, new EventCodec(cfg.schemaRegistryUrl));
+}
+
+/**
+ * Kafka's side of a namespace: its topics, and its schemas registered (ids cached in `codec`).
+ * `quick`: one attempt with few retries (the caller retries), rather than kafkajs's ~25 s of them.
+ */
+async function prepareKafka(cfg: Config, codec: EventCodec, opts: { quick?: boolean } = {}): Promise<void> {
+  const kafka = opts.quick ? kafkaClient(cfg, `${cfg.namespace}-setup`, { retries: 2 }, true) : kafkaClient(cfg, `${cfg.namespace}-setup`);
   const admin = kafka.admin();
   await admin.connect();
   try {
     const topics = topicsOf(cfg.namespace);
     await ensureTopics(admin, cfg, topics);
-    await new EventCodec(cfg.schemaRegistryUrl).registerAll((t) => topicOfType(topics, t));
+    await codec.registerAll((t) => topicOfType(topics, t));
   } finally {
     await admin.disconnect();
   }
 }
 
-export async function openRuntime(name: string, overrides: Partial<Config> = {}, poolSize = 10): Promise<Runtime> {
+export interface RuntimeOptions {
+  /**
+   * `wait` (the default): opening waits until the schemas are registered and the producer is
+   * connected (a process that cannot work without Kafka: the processors). `background`: it
+   * returns at once, and the namespace's topics, its schemas and the producer are set up in
+   * the background, retried until they succeed (`kafkaLink`); sends fail fast
+   * (KafkaNotConnected) until then. The API opens it so: it serves what does not need Kafka
+   * during a Kafka (or registry) outage, even one that began before it started.
+   */
+  kafka?: 'wait' | 'background';
+}
+
+export async function openRuntime(name: string, overrides: Partial<Config> = {}, poolSize = 10, opts: RuntimeOptions = {}): Promise<Runtime> {
   const cfg = loadConfig(overrides);
   const topics = topicsOf(cfg.namespace);
   const log = logger({ svc: name, ns: cfg.namespace });
@@ -53,12 +79,29 @@ export async function openRuntime(name: string, overrides: Partial<Config> = {},
   redis.on('error', (err) => log.warn('redis error', { err }));
   const kafka = kafkaClient(cfg, `${cfg.namespace}-${name}`);
   const codec = new EventCodec(cfg.schemaRegistryUrl);
-  await codec.registerAll((t) => topicOfType(topics, t));
-  const producer = await BatchingProducer.connect(kafka, cfg.produceLingerMs);
+  let producer: BatchingProducer;
+  let kafkaLink: KafkaLink;
+  let closing = false;
+  if (opts.kafka === 'background') {
+    producer = BatchingProducer.unconnected(kafka, cfg.produceLingerMs);
+    kafkaLink = KafkaLink.background(async () => {
+      await prepareKafka(cfg, codec, { quick: true });
+      if (closing) return;
+      await producer.open();
+      // Closed while it connected: close() has already let go of the producer.
+      if (closing) await producer.disconnect().catch(() => {});
+    }, log);
+  } else {
+    await codec.registerAll((t) => topicOfType(topics, t));
+    producer = await BatchingProducer.connect(kafka, cfg.produceLingerMs);
+    kafkaLink = KafkaLink.connected();
+  }
   const publisher = new EventPublisher(topics, codec, producer);
   return {
-    cfg, topics, log, pool, redis, kafka, codec, producer, publisher,
+    cfg, topics, log, pool, redis, kafka, codec, producer, publisher, kafkaLink,
     async close() {
+      closing = true;
+      await kafkaLink.stop();
       await producer.disconnect().catch((err) => log.warn('producer close failed', { err }));
       redis.disconnect();
       await pool.end().catch(() => {});

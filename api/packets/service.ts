@@ -7,6 +7,7 @@ import { PacketClaims } from '../../infra/packet-claims.ts';
 import { journaled } from '../journaled.ts';
 import type { PacketGrabs } from '../../infra/packet-grabs.ts';
 import { ProjectionBehind } from '../../infra/projection-fence.ts';
+import { isKafkaError } from '../../infra/kafka.ts';
 import type { Logger } from '../../infra/log.ts';
 import type { PacketRestorer } from '../../projections/packet-reader.ts';
 import { WalletDebits } from '../wallets/debits.ts';
@@ -156,7 +157,7 @@ export class PacketService {
       return await this.deps.restorer.restore(packetId, Date.now() + (this.deps.restoreMs ?? 3_000));
     } catch (err) {
       // Restoring needs the log's end offsets; a Kafka outage is ours, answered like a lagging projection.
-      if (err instanceof ProjectionBehind || (err instanceof Error && err.name.startsWith('KafkaJS'))) {
+      if (err instanceof ProjectionBehind || isKafkaError(err)) {
         throw new ApiError(503, 'PACKET_BUSY', 'This red packet is being restored; grab again in a moment.');
       }
       throw err;

@@ -7,6 +7,7 @@ import type { Currency } from '../../domain/money.ts';
 import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { Journal } from '../../infra/journal.ts';
+import { isKafkaError } from '../../infra/kafka.ts';
 import { beforeDeadline, ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import { ApiError } from '../errors.ts';
@@ -40,6 +41,8 @@ export class WithdrawalService {
     pool: pg.Pool; publisher: EventPublisher; journal: Journal; settings: WalletSettingsStore; fence: ProjectionFence; reader: WalletReader;
     /** How long a withdrawal may wait for the user's rewards to be projected. */
     catchUpMs?: number;
+    /** False while this instance has not reached Kafka since it started: the fence cannot work, and is not tried. */
+    kafkaConnected?: () => boolean;
   }) {
     this.debits = new WalletDebits(deps.pool);
   }
@@ -58,38 +61,44 @@ export class WithdrawalService {
     if (existing) return { replayed: true, body: await this.replay(existing, amount, currency) };
 
     const deadline = Date.now() + (this.deps.catchUpMs ?? 5_000);
-    try {
-      // The user's rewards must be in the log before the projection can show them: the journal
-      // first produces what it accepted so far, then the projection catches up with the log.
-      const upTo = await this.deps.journal.position();
-      while (!(await this.deps.journal.producedUpTo(upTo))) {
-        if (Date.now() > deadline) throw new ProjectionBehind('the command journal has not produced the user\'s latest rewards yet');
-        await new Promise((r) => setTimeout(r, 10));
+    // Whether the projection is known to hold every reward of the user (read your writes).
+    // Without it (Kafka unreachable, the journal or the projection behind), the decision below
+    // is taken against what is projected: every event not projected yet can only add to the
+    // user's available balance (debits not projected are holds), so an acceptance is safe,
+    // and a refusal is not final: it is a 503, not INSUFFICIENT_FUNDS.
+    let fenced = false;
+    if (this.deps.kafkaConnected?.() !== false) {
+      try {
+        // The user's rewards must be in the log before the projection can show them: the journal
+        // first produces what it accepted so far, then the projection catches up with the log.
+        const upTo = await this.deps.journal.position();
+        while (!(await this.deps.journal.producedUpTo(upTo))) {
+          if (Date.now() > deadline) throw new ProjectionBehind('the command journal has not produced the user\'s latest rewards yet');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await this.deps.fence.catchUp(userId, deadline);
+        // Refuse before crediting anything when even the pending rewards could not cover it.
+        const atMost = await this.debits.spendable(userId, true);
+        const hopeless = checkWithdrawal(amount, currency, atMost, terms);
+        if (hopeless) throw new ApiError(409, hopeless.code, hopeless.message, { available: Math.max(0, atMost) });
+        await this.forceCredit(userId, deadline);
+        fenced = true;
+      } catch (err) {
+        // A first attempt with this key may have been accepted meanwhile (its client gave up
+        // waiting, and this is the retry): its hold is what refused this one, and its answer stands.
+        const first = await this.request(withdrawalId);
+        if (first) return { replayed: true, body: await this.replay(first, amount, currency) };
+        if (!(err instanceof ProjectionBehind || isKafkaError(err))) throw err;
       }
-      await this.deps.fence.catchUp(userId, deadline);
-      // Refuse before crediting anything when even the pending rewards could not cover it.
-      const atMost = await this.debits.spendable(userId, true);
-      const hopeless = checkWithdrawal(amount, currency, atMost, terms);
-      if (hopeless) throw new ApiError(409, hopeless.code, hopeless.message, { available: Math.max(0, atMost) });
-      await this.forceCredit(userId, deadline);
-    } catch (err) {
-      // A first attempt with this key may have been accepted meanwhile (its client gave up
-      // waiting, and this is the retry): its hold is what refused this one, and its answer stands.
-      const first = await this.request(withdrawalId);
-      if (first) return { replayed: true, body: await this.replay(first, amount, currency) };
-      if (err instanceof ProjectionBehind) {
-        throw new ApiError(503, 'WALLET_BUSY', 'Your latest rewards are still being recorded; try again in a moment with the same Idempotency-Key.');
-      }
-      if (err instanceof Error && err.name.startsWith('KafkaJS')) {
-        throw new ApiError(503, 'LEDGER_UNAVAILABLE', 'The withdrawal could not be prepared right now; retry with the same Idempotency-Key.');
-      }
-      throw err;
     }
 
     const decided = await this.debits.decide(userId, {
       existing: (client) => this.request(withdrawalId, client),
       record: async (client, spendable) => {
         const refused = checkWithdrawal(amount, currency, spendable, terms);
+        if (refused && !fenced) {
+          throw new ApiError(503, 'WALLET_BUSY', 'Your latest rewards are still being recorded; try again in a moment with the same Idempotency-Key.', { retryAfterMs: 2_000 });
+        }
         if (refused) throw new ApiError(409, refused.code, refused.message, { available: Math.max(0, spendable) });
         const inserted = await client.query<RequestRow>(
           `insert into withdrawal_requests(withdrawal_id, user_id, idempotency_key, amount, currency)
