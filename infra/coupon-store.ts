@@ -243,10 +243,11 @@ export class CouponCommands {
     const { rows } = await client.query<{ n: number }>(
       `with state as (${state}),
             owners as (insert into coupon_owners(coupon_id, grant_id) select c, s.grant_id from unnest($4::uuid[]) as c, state s),
-            journaled as (insert into journal(command_key, shard, events, answer)
-                         select 'coupon:' || e.id, $5::smallint, jsonb_build_array(e.event), '{}'::jsonb
-                           from unnest($6::uuid[], $7::jsonb[]) with ordinality as e(id, event, n), state s order by e.n
-                         on conflict (command_key) do nothing)
+            events as (select e.id, e.event, e.n from unnest($6::uuid[], $7::jsonb[]) with ordinality as e(id, event, n), state s),
+            journaled as (insert into journal(command_key, answer) select 'coupon:' || id, '{}'::jsonb from events
+                         on conflict (command_key) do nothing returning command_key),
+            outbox as (insert into journal_outbox(shard, events)
+                      select $5::smallint, jsonb_build_array(e.event) from events e join journaled j on j.command_key = 'coupon:' || e.id order by e.n)
        select (select count(*) from state)::int as n`,
       [
         record.grantId, JSON.stringify(record), expiry === null ? null : new Date(expiry).toISOString(), fresh.map((c) => c.couponId),

@@ -6,9 +6,10 @@ import type { Logger } from './log.ts';
 
 /**
  * The command journal (QQ's "klog"), in Postgres. A command is accepted when its decision,
- * its answer and the events it must produce commit together (infra/migrations/008_journal.sql,
- * `journal_accept`); the answer is sent after that commit, and the relay below produces the
- * events to Kafka afterwards. So a Kafka outage delays events and loses none, a SIGKILL of
+ * its answer and the events it must produce commit together (`journal_accept`, whose current
+ * form is infra/migrations/011_journal_outbox.sql: the command's key and answer in `journal`,
+ * its events in `journal_outbox`); the answer is sent after that commit, and the relay below
+ * produces the events to Kafka afterwards. So a Kafka outage delays events and loses none, a SIGKILL of
  * the API loses nothing it answered, and a retry of the same command (order number, draw id,
  * funding id) gets its first answer for as long as the journal keeps it — whatever Redis
  * remembers.
@@ -83,7 +84,7 @@ export class Journal {
 
   constructor(private readonly deps: {
     pool: pg.Pool; topics: Topics; shards: number; maxBatch: number;
-    /** Concurrent group commits; batches for different budgets run side by side. */
+    /** Concurrent group commits (config journalInFlight says why one by default). */
     maxInFlight?: number;
   }) {}
 
@@ -133,7 +134,9 @@ export class Journal {
   private rowOf(cmd: JournalCommand<unknown>, shard: number) {
     return {
       key: cmd.key, shard, events: cmd.events, answer: cmd.answer,
-      ...(cmd.reserve ? { reserve: cmd.reserve } : {}), ...(cmd.fund ? { fund: cmd.fund } : {}), ...(cmd.guard ? { guard: cmd.guard } : {}),
+      // `token`: where the reservation's TokenIssued is among the events, for journal_accept to record its slice in.
+      ...(cmd.reserve ? { reserve: { ...cmd.reserve, token: cmd.events.findIndex((e) => e.type === 'TokenIssued') } } : {}),
+      ...(cmd.fund ? { fund: cmd.fund } : {}), ...(cmd.guard ? { guard: cmd.guard } : {}),
     };
   }
 
@@ -145,7 +148,7 @@ export class Journal {
 
   private pump(): void {
     // Requests arriving while a commit is in flight wait for the next one and share it.
-    while (this.queue.length > 0 && this.inFlight < (this.deps.maxInFlight ?? 2)) {
+    while (this.queue.length > 0 && this.inFlight < (this.deps.maxInFlight ?? 1)) {
       const batch = this.queue.splice(0, this.deps.maxBatch);
       this.inFlight++;
       void this.commit(batch).finally(() => {
@@ -186,21 +189,21 @@ export class Journal {
   /** Unproduced commands and the age of the oldest, for metrics and health. */
   async depth(): Promise<{ unproduced: number; oldestAgeMs: number }> {
     const { rows } = await this.deps.pool.query<{ n: number; age: number | null }>(
-      `select count(*)::int as n, (extract(epoch from now() - min(accepted_at)) * 1000)::float8 as age from journal where produced_at is null`,
+      `select count(*)::int as n, (extract(epoch from now() - min(accepted_at)) * 1000)::float8 as age from journal_outbox`,
     );
     return { unproduced: rows[0]!.n, oldestAgeMs: rows[0]!.age ?? 0 };
   }
 
-  /** The journal's position now: every command committed so far has a seq at most this. */
+  /** The journal's position now: every command committed so far and not yet produced has a seq at most this. */
   async position(): Promise<number> {
-    const { rows } = await this.deps.pool.query<{ seq: number | null }>('select max(seq) as seq from journal');
-    return rows[0]!.seq ?? 0;
+    const { rows } = await this.deps.pool.query<{ seq: string | null }>('select max(seq) as seq from journal_outbox');
+    return Number(rows[0]!.seq ?? 0);
   }
 
   /** Whether every command up to `position` has been produced (positions, not clocks: the app's and Postgres's may differ). */
   async producedUpTo(position: number): Promise<boolean> {
     const { rows } = await this.deps.pool.query<{ pending: boolean }>(
-      'select exists (select 1 from journal where produced_at is null and seq <= $1) as pending', [position],
+      'select exists (select 1 from journal_outbox where seq <= $1) as pending', [position],
     );
     return !rows[0]!.pending;
   }
@@ -209,8 +212,8 @@ export class Journal {
 /**
  * Produces journaled events to Kafka. Any number of instances may run: each round takes the
  * shards no other instance is relaying (transaction-scoped advisory locks), produces their
- * unproduced commands in journal order, and marks them produced in the same transaction, so
- * a key's events keep their order and a crash only re-produces what was not marked (the
+ * outbox rows in journal order, and deletes them in the same transaction, so a key's
+ * events keep their order and a crash only re-produces what was not deleted (the
  * events' derived ids make the copy harmless). A produce that fails rolls back and is tried
  * again after a backoff: nothing is lost while Kafka is down.
  */
@@ -303,12 +306,14 @@ export class JournalRelay {
         return 0;
       }
       const { rows } = await client.query<{ seq: string; events: LedgerEvent[] }>(
-        'select seq, events from journal where produced_at is null and shard = any($1::smallint[]) order by seq limit $2',
+        'select seq, events from journal_outbox where shard = any($1::smallint[]) order by seq limit $2',
         [shards.map((r) => r.s), this.deps.batch ?? 1000],
       );
       if (rows.length > 0) {
         await this.deps.publisher.publishInOrder(rows.flatMap((r) => r.events));
-        await client.query('update journal set produced_at = now() where seq = any($1::bigint[])', [rows.map((r) => r.seq)]);
+        // Produced events leave the outbox (a delete writes less than marking the row would);
+        // the command's key and answer stay in `journal` for the retention.
+        await client.query('delete from journal_outbox where seq = any($1::bigint[])', [rows.map((r) => r.seq)]);
       }
       await client.query('commit');
       done = true;
@@ -320,11 +325,18 @@ export class JournalRelay {
     }
   }
 
-  /** Forgets produced commands older than the retention (order numbers are remembered that long). */
+  /**
+   * Forgets commands older than the retention (order numbers are remembered that long), but
+   * never one accepted after the oldest event still waiting to be produced: through a Kafka
+   * outage longer than the retention, a retry is still told its first answer.
+   */
   private async prune(): Promise<void> {
     this.lastPrune = Date.now();
     await this.deps.pool.query(
-      `delete from journal where seq in (select seq from journal where produced_at < now() - make_interval(secs => $1::double precision) limit 10000)`,
+      `delete from journal where ctid = any(array(
+         select ctid from journal
+          where accepted_at < least(now() - make_interval(secs => $1::double precision), (select coalesce(min(accepted_at), 'infinity') from journal_outbox))
+          limit 10000))`,
       [this.deps.retentionSec],
     );
   }
@@ -332,7 +344,7 @@ export class JournalRelay {
 
 /** The namespace's journal, as every process that accepts commands opens it. */
 export function journalFor(rt: { pool: pg.Pool; topics: Topics; cfg: Config }): Journal {
-  return new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch });
+  return new Journal({ pool: rt.pool, topics: rt.topics, shards: rt.cfg.journalShards, maxBatch: rt.cfg.journalBatch, maxInFlight: rt.cfg.journalInFlight });
 }
 
 /** A relay of the namespace's journal, woken by `journal`'s commits. Started by the caller. */

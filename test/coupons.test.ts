@@ -162,7 +162,7 @@ t.test('Kafka unavailable: decisions wait in the journal and are produced once, 
   t.equal(g.statusCode, 201, 'the grant is decided: stock and state committed in Postgres');
   const claim = await l.asUser('u-fay', 'POST', `/v1/wallets/u-fay/gift-packs/${g.json.grantId}/claim`);
   t.equal(claim.statusCode, 200);
-  const { rows } = await l.rt.pool.query("select events->0->>'type' as type from journal where produced_at is null and command_key like 'coupon:%' order by seq");
+  const { rows } = await l.rt.pool.query("select events->0->>'type' as type from journal_outbox where events->0->>'type' like 'GiftPack%' order by seq");
   t.same(rows.map((r) => r.type), ['GiftPackGranted', 'GiftPackClaimed'], 'both events wait in the journal, in order');
   publisher.publishInOrder = original;
   await projected(l);
@@ -273,7 +273,7 @@ t.test('killed with SIGKILL right after the grant committed, before any relay ra
   const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
   t.same([code, signal], [null, 'SIGKILL'], 'the process died at the produce');
   const grantId = packGrantIdFor('spring', 'o-kill');
-  const { rows: journaled } = await l.rt.pool.query("select events->0->>'type' as type from journal where events->0->'data'->>'grantId' = $1", [grantId]);
+  const { rows: journaled } = await l.rt.pool.query("select events->0->>'type' as type from journal_outbox where events->0->'data'->>'grantId' = $1", [grantId]);
   t.same(journaled.map((r) => r.type), ['GiftPackGranted'], 'the decision is in the journal');
   const taken = async () => (await l.rt.pool.query(`select sum(taken)::int as n from coupon_stock where template_id like '%.ios.%'`)).rows[0].n;
   t.equal(await taken(), 3, 'its stock was taken, once per coupon');

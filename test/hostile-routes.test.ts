@@ -315,7 +315,7 @@ t.test('no hostile request to any route answers 5xx, an answer without a code, o
   const projected = [l.rt.topics.wallet, l.rt.topics.budget];
   const pending = async (fp: Footprint): Promise<boolean> => {
     const { rows } = await l.rt.pool.query(
-      `select (select count(*) from journal where produced_at is null)::int as unproduced,
+      `select (select count(*) from journal_outbox)::int as unproduced,
               (select coalesce(sum(next_offset), 0) from consumer_offsets where topic = any($1))::text as consumed`, [projected],
     );
     const produced = projected.reduce((sum, topic) => sum + (fp.kafka[topic] ?? '').split(',').reduce((s, p) => s + Number(p.split(':')[1] ?? 0), 0), 0);

@@ -307,7 +307,7 @@ export class FaultRunner {
   journalDrained(at: number): () => Promise<boolean> {
     return async () => {
       const { rows } = await this.c.pool.query<{ n: number }>(
-        'select count(*)::int as n from journal where produced_at is null and accepted_at < to_timestamp($1 / 1000.0)', [at]);
+        'select count(*)::int as n from journal_outbox where accepted_at < to_timestamp($1 / 1000.0)', [at]);
       return rows[0]!.n === 0;
     };
   }

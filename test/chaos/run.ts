@@ -163,7 +163,7 @@ async function owed(c: Cluster): Promise<{ done: boolean; what: string }> {
     }
   }
   const { rows: [r] } = await c.pool.query<{ unproduced: number; pending: number; withdrawing: number; open: number; uncredited: number; holds: number }>(
-    `select (select count(*) from journal where produced_at is null)::int as unproduced,
+    `select (select count(*) from journal_outbox)::int as unproduced,
             (select count(*) from tokens where status = 'pending')::int as pending,
             (select count(*) from withdrawals where status = 'withdrawing')::int as withdrawing,
             (select count(*) from packets where status = 'open')::int as open,

@@ -56,7 +56,7 @@ export const consumption = async (l: TestLedger) => Object.fromEntries(((await l
 export async function projected(l: TestLedger) {
   await l.waitFor('coupon projection caught up', async () => {
     const { rows } = await l.rt.pool.query(
-      `select (select count(*) from journal where produced_at is null)::int as unsent,
+      `select (select count(*) from journal_outbox)::int as unsent,
               (select count(*) from pack_states s left join gift_pack_grants g using (grant_id) where g.record is distinct from s.record)::int as behind`,
     );
     return rows[0].unsent === 0 && rows[0].behind === 0;
