@@ -16,7 +16,7 @@ import { adminRoutes } from './admin/routes.ts';
 import { ActivityCatalog } from '../infra/activities.ts';
 import { BudgetStore } from '../infra/budget.ts';
 import { journalFor, relayFor } from '../infra/journal.ts';
-import { KafkaNotConnected } from '../infra/kafka.ts';
+import { KafkaNotConnected } from '../infra/kafka-common.ts';
 import { tokenSigner } from '../domain/tokens.ts';
 import type { Runtime } from '../infra/runtime.ts';
 import { packetRoutes } from './packets/routes.ts';

@@ -41,11 +41,18 @@ export class KafkaLink {
     return link;
   }
 
-  /** Starts trying `connect` in the background until it succeeds once. */
+  /** A link that tries `connect` in the background, again and again until it succeeds once, from start(). */
   static background(connect: () => Promise<void>, log: Logger, backoff?: { initialMs: number; maxMs: number }): KafkaLink {
-    const link = new KafkaLink(connect, log, backoff);
-    link.loop = link.run();
-    return link;
+    return new KafkaLink(connect, log, backoff);
+  }
+
+  /**
+   * Starts trying (idempotent). The API calls it once it listens: loading the Kafka and
+   * registry clients is CPU its start would otherwise share.
+   */
+  start(): void {
+    if (this.loop || !this.connect || this.stopped) return;
+    this.loop = this.run();
   }
 
   get connected(): boolean {

@@ -1,4 +1,5 @@
-import { Kafka, Partitioners, logLevel, type ConfigResourceTypes, type Admin, type IHeaders, type Producer, type logCreator } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type ConfigResourceTypes, type Admin, type Producer, type logCreator } from 'kafkajs';
+import { PARTITION_KEY_HEADER } from './kafka-common.ts';
 import type { Config, Topics } from './config.ts';
 import { logger } from './log.ts';
 
@@ -26,24 +27,6 @@ export function kafkaClient(cfg: Config, clientId: string, retry: { initialRetry
     logCreator: kafkaLogs,
     retry: { initialRetryTime: 100, retries: 8, ...retry },
   });
-}
-
-/**
- * Kafka is not connected yet: a process that starts without waiting for it (the API) has
- * not reached the broker, or the schema registry, since it started (infra/kafka-link.ts).
- * Like a kafkajs error, it is a dependency outage (503), never a bug.
- */
-export class KafkaNotConnected extends Error {
-  override readonly name = 'KafkaNotConnected';
-  constructor(what = 'Kafka') {
-    super(`${what}: not connected to Kafka and the schema registry yet`);
-  }
-}
-
-/** A Kafka client's error (kafkajs's own, or KafkaNotConnected): the broker, not the request. */
-export function isKafkaError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  return err.name.startsWith('KafkaJS') || err instanceof KafkaNotConnected;
 }
 
 /**
@@ -81,9 +64,6 @@ export async function ensureTopics(admin: Admin, cfg: Config, topics: Topics): P
   }
 }
 
-/** A message with this header is partitioned by its value instead of its key (see routeOf). */
-export const PARTITION_KEY_HEADER = 'partition-key';
-
 /**
  * The Java client's murmur2 partitioner (a key lands on the same partition whichever client
  * wrote it), applied to the partition-key header when a message has one.
@@ -96,107 +76,9 @@ export const ledgerPartitioner = () => {
   };
 };
 
-export interface OutgoingMessage {
-  key: string;
-  value: Buffer;
-  headers?: IHeaders;
+/** The ledger's producer: idempotent, acks=all (BatchingProducer), one request in flight, the ledger's partitioner. */
+export function ledgerProducer(kafka: Kafka): Producer {
+  return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: ledgerPartitioner });
 }
 
-/**
- * Micro-batching over an idempotent, acks=all producer. Callers await their own message;
- * messages that arrive while a batch is in flight are sent together in the next one, so
- * under load the batch grows instead of the request rate collapsing to one send each.
- * Only one batch is in flight at a time: the idempotent producer's sequence numbers then
- * stay in order without relying on kafkajs's handling of concurrent requests.
- */
-export class BatchingProducer {
-  private queue: { topic: string; msg: OutgoingMessage; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private inFlight: Promise<void> | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private opened: boolean;
-
-  constructor(
-    readonly producer: Producer,
-    private readonly lingerMs: number,
-    private readonly maxBatch = 5000,
-    opened = true,
-  ) {
-    this.opened = opened;
-  }
-
-  static async connect(kafka: Kafka, lingerMs: number): Promise<BatchingProducer> {
-    const batching = BatchingProducer.unconnected(kafka, lingerMs);
-    await batching.open();
-    return batching;
-  }
-
-  /** A producer that refuses every send (KafkaNotConnected) until open() connected it. */
-  static unconnected(kafka: Kafka, lingerMs: number): BatchingProducer {
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: ledgerPartitioner });
-    return new BatchingProducer(producer, lingerMs, 5000, false);
-  }
-
-  async open(): Promise<void> {
-    await this.producer.connect();
-    this.opened = true;
-  }
-
-  get isOpen(): boolean {
-    return this.opened;
-  }
-
-  send(topic: string, msg: OutgoingMessage): Promise<void> {
-    // Fails at once rather than at kafkajs's "disconnected", and never queues behind a connect.
-    if (!this.opened) return Promise.reject(new KafkaNotConnected('the producer'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ topic, msg, resolve, reject });
-      this.schedule();
-    });
-  }
-
-  sendMany(topic: string, msgs: OutgoingMessage[]): Promise<void> {
-    return Promise.all(msgs.map((m) => this.send(topic, m))).then(() => undefined);
-  }
-
-  private schedule(): void {
-    if (this.inFlight || this.timer) return;
-    if (this.queue.length >= this.maxBatch || this.lingerMs === 0) {
-      this.flush();
-    } else {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.flush();
-      }, this.lingerMs);
-    }
-  }
-
-  private flush(): void {
-    if (this.inFlight || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, this.maxBatch);
-    const byTopic = new Map<string, OutgoingMessage[]>();
-    for (const item of batch) {
-      const list = byTopic.get(item.topic) ?? [];
-      list.push(item.msg);
-      byTopic.set(item.topic, list);
-    }
-    this.inFlight = this.producer
-      .sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
-      .then(
-        () => batch.forEach((b) => b.resolve()),
-        (err) => batch.forEach((b) => b.reject(err)),
-      )
-      .finally(() => {
-        this.inFlight = null;
-        if (this.queue.length > 0) this.flush();
-      });
-  }
-
-  async disconnect(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.flush();
-    while (this.inFlight) await this.inFlight;
-    this.opened = false;
-    await this.producer.disconnect();
-  }
-}
+export { PARTITION_KEY_HEADER, KafkaNotConnected, isKafkaError, BatchingProducer, type OutgoingMessage } from './kafka-common.ts';

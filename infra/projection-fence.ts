@@ -1,6 +1,6 @@
-import { Partitioners, type Admin } from 'kafkajs';
+import type { Admin, ICustomPartitioner } from 'kafkajs';
 import type { Runtime } from './runtime.ts';
-import { KafkaNotConnected } from './kafka.ts';
+import { KafkaNotConnected } from './kafka-common.ts';
 
 export class ProjectionBehind extends Error {}
 
@@ -27,7 +27,7 @@ export async function beforeDeadline<T>(work: Promise<T>, deadline: number, what
  */
 export class ProjectionFence {
   private admin: Promise<Admin> | null = null;
-  private readonly partitioner = Partitioners.DefaultPartitioner();
+  private partitioner: ReturnType<ICustomPartitioner> | null = null;
 
   constructor(private readonly rt: Runtime, private readonly projector = `${rt.cfg.namespace}.ledger-projector`) {}
 
@@ -50,6 +50,7 @@ export class ProjectionFence {
     const topic = this.rt.topics.wallet;
     const offsets = await beforeDeadline(this.connected().then((a) => a.fetchTopicOffsets(topic)), deadline, 'Kafka (the wallet topic\'s end offsets)');
     // The producer's own partitioner (murmur2, as the Java client): same key, same partition.
+    this.partitioner ??= (await import('kafkajs')).Partitioners.DefaultPartitioner();
     const partition = this.partitioner({
       topic,
       partitionMetadata: offsets.map((o) => ({ partitionId: o.partition, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] })),

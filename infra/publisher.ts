@@ -1,7 +1,7 @@
 import type { EventMap, EventType, LedgerEvent } from '../domain/events.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { Topics } from './config.ts';
-import { PARTITION_KEY_HEADER, type BatchingProducer } from './kafka.ts';
+import { PARTITION_KEY_HEADER, type BatchingProducer } from './kafka-common.ts';
 
 /**
  * Where each event goes and what it is keyed by. Wallet events are keyed by user so one

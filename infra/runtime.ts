@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Kafka } from 'kafkajs';
 import { loadConfig, topicsOf, type Config, type Topics } from './config.ts';
 import { pgPool, migrate, dropSchema } from './db.ts';
-import { kafkaClient, ensureTopics, BatchingProducer } from './kafka.ts';
+import { BatchingProducer, KafkaNotConnected } from './kafka-common.ts';
 import { EventCodec } from '../schemas/codec.ts';
 import { EventPublisher, topicOfType } from './publisher.ts';
 import { logger, type Logger } from './log.ts';
@@ -38,20 +38,23 @@ export function redisPrefix(cfg: Config): string {
  */
 export async function setupNamespace(cfg: Config): Promise<void> {
   await migrate(cfg.databaseUrl, cfg.namespace);
-  await prepareKafka(cfg, new EventCodec(cfg.schemaRegistryUrl));
+  await prepareKafka(await import('./kafka.ts'), cfg, new EventCodec(cfg.schemaRegistryUrl));
 }
+
+/** infra/kafka.ts, the Kafka client's side, imported on demand (see kafka-common.ts). */
+type KafkaModule = typeof import('./kafka.ts');
 
 /**
  * Kafka's side of a namespace: its topics, and its schemas registered (ids cached in `codec`).
  * `quick`: one attempt with few retries (the caller retries), rather than kafkajs's ~25 s of them.
  */
-async function prepareKafka(cfg: Config, codec: EventCodec, opts: { quick?: boolean } = {}): Promise<void> {
-  const kafka = opts.quick ? kafkaClient(cfg, `${cfg.namespace}-setup`, { retries: 2 }, true) : kafkaClient(cfg, `${cfg.namespace}-setup`);
+async function prepareKafka(k: KafkaModule, cfg: Config, codec: EventCodec, opts: { quick?: boolean } = {}): Promise<void> {
+  const kafka = opts.quick ? k.kafkaClient(cfg, `${cfg.namespace}-setup`, { retries: 2 }, true) : k.kafkaClient(cfg, `${cfg.namespace}-setup`);
   const admin = kafka.admin();
   await admin.connect();
   try {
     const topics = topicsOf(cfg.namespace);
-    await ensureTopics(admin, cfg, topics);
+    await k.ensureTopics(admin, cfg, topics);
     await codec.registerAll((t) => topicOfType(topics, t));
   } finally {
     await admin.disconnect();
@@ -62,10 +65,12 @@ export interface RuntimeOptions {
   /**
    * `wait` (the default): opening waits until the schemas are registered and the producer is
    * connected (a process that cannot work without Kafka: the processors). `background`: it
-   * returns at once, and the namespace's topics, its schemas and the producer are set up in
-   * the background, retried until they succeed (`kafkaLink`); sends fail fast
-   * (KafkaNotConnected) until then. The API opens it so: it serves what does not need Kafka
-   * during a Kafka (or registry) outage, even one that began before it started.
+   * returns at once, and from `kafkaLink.start()` (the caller's) the namespace's topics, its
+   * schemas and the producer are set up in the background, retried until they succeed; sends fail fast
+   * (KafkaNotConnected) until then, and so does `kafka`. The API opens it so: it serves what
+   * does not need Kafka during a Kafka (or registry) outage, even one that began before it
+   * started; and it starts faster, as the Kafka and registry clients and Avro (about a third
+   * of the files it loads) are loaded in the background too.
    */
   kafka?: 'wait' | 'background';
 }
@@ -77,28 +82,35 @@ export async function openRuntime(name: string, overrides: Partial<Config> = {},
   const pool = pgPool(cfg.databaseUrl, cfg.namespace, poolSize, log);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
   redis.on('error', (err) => log.warn('redis error', { err }));
-  const kafka = kafkaClient(cfg, `${cfg.namespace}-${name}`);
   const codec = new EventCodec(cfg.schemaRegistryUrl);
-  let producer: BatchingProducer;
+  const producer = new BatchingProducer(cfg.produceLingerMs);
+  let kafka: Kafka | null = null;
   let kafkaLink: KafkaLink;
   let closing = false;
   if (opts.kafka === 'background') {
-    producer = BatchingProducer.unconnected(kafka, cfg.produceLingerMs);
     kafkaLink = KafkaLink.background(async () => {
-      await prepareKafka(cfg, codec, { quick: true });
+      const k = await import('./kafka.ts');
+      kafka ??= k.kafkaClient(cfg, `${cfg.namespace}-${name}`);
+      await prepareKafka(k, cfg, codec, { quick: true });
       if (closing) return;
-      await producer.open();
+      await producer.open(k.ledgerProducer(kafka));
       // Closed while it connected: close() has already let go of the producer.
       if (closing) await producer.disconnect().catch(() => {});
     }, log);
   } else {
+    const k = await import('./kafka.ts');
+    kafka = k.kafkaClient(cfg, `${cfg.namespace}-${name}`);
     await codec.registerAll((t) => topicOfType(topics, t));
-    producer = await BatchingProducer.connect(kafka, cfg.produceLingerMs);
+    await producer.open(k.ledgerProducer(kafka));
     kafkaLink = KafkaLink.connected();
   }
   const publisher = new EventPublisher(topics, codec, producer);
   return {
-    cfg, topics, log, pool, redis, kafka, codec, producer, publisher, kafkaLink,
+    cfg, topics, log, pool, redis, codec, producer, publisher, kafkaLink,
+    get kafka(): Kafka {
+      if (!kafka) throw new KafkaNotConnected('the Kafka client');
+      return kafka;
+    },
     async close() {
       closing = true;
       await kafkaLink.stop();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import avro from 'avsc';
-import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
+import type avro from 'avsc';
+import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { EVENT_TYPES, type EventMap, type EventType, type LedgerEvent } from '../domain/events.ts';
 import { eventValidator, type EventValidator } from '../domain/validate.ts';
 
@@ -26,6 +26,16 @@ export function subjectFor(topic: string, type: EventType): string {
   return `${topic}-${NAMESPACE}.${type}`;
 }
 
+/**
+ * Avro and the registry client, loaded on first use rather than with this module: an API
+ * serves before it needs them (infra/kafka-common.ts).
+ */
+let libraries: Promise<{ avro: typeof avro; registry: typeof import('@kafkajs/confluent-schema-registry') }> | null = null;
+function loadLibraries() {
+  libraries ??= Promise.all([import('avsc'), import('@kafkajs/confluent-schema-registry')]).then(([a, registry]) => ({ avro: a.default, registry }));
+  return libraries;
+}
+
 /** Decodes a message's body from `pos`; `offset` is where it stopped, -1 if the buffer ran out. */
 type BodyDecoder = (buffer: Buffer, pos: number) => { value: unknown; offset: number };
 
@@ -42,7 +52,8 @@ export class UndecodableMessage extends Error {
  * compatibility; ids are cached, so the registry is only asked once per schema.
  */
 export class EventCodec {
-  private readonly registry: SchemaRegistry;
+  private registryClient: Promise<SchemaRegistry> | null = null;
+  private avro: typeof avro | null = null;
   private readonly writerIds = new Map<string, number>();
   /** By schema id: the event type and its Avro type, or why messages under it are undecodable. */
   private readonly readers = new Map<number, { type: EventType; decode: BodyDecoder; invalid: EventValidator } | { refused: string; retry?: true }>();
@@ -53,9 +64,16 @@ export class EventCodec {
    * trail, AUDIT_TRAIL_FIELDS, which no rule reads: decoding skips their bytes instead of
    * making strings of them).
    */
-  constructor(registryUrl: string, opts: { skip?: readonly string[] } = {}) {
-    this.registry = new SchemaRegistry({ host: registryUrl, retry: { retries: 3 } });
+  constructor(private readonly registryUrl: string, opts: { skip?: readonly string[] } = {}) {
     this.skip = opts.skip ?? [];
+  }
+
+  private registry(): Promise<SchemaRegistry> {
+    this.registryClient ??= loadLibraries().then(({ avro: a, registry }) => {
+      this.avro = a;
+      return new registry.SchemaRegistry({ host: this.registryUrl, retry: { retries: 3 } });
+    });
+    return this.registryClient;
   }
 
   /** Registers (or finds) the schema of each event type under its topic's subject. */
@@ -67,9 +85,10 @@ export class EventCodec {
     const subject = subjectFor(topic, type);
     const cached = this.writerIds.get(subject);
     if (cached !== undefined) return cached;
-    const { id } = await this.registry.register(
-      { type: SchemaType.AVRO, schema: schemaText(type) },
-      { subject, compatibility: COMPATIBILITY.BACKWARD },
+    const { registry } = await loadLibraries();
+    const { id } = await (await this.registry()).register(
+      { type: registry.SchemaType.AVRO, schema: schemaText(type) },
+      { subject, compatibility: registry.COMPATIBILITY.BACKWARD },
     );
     this.writerIds.set(subject, id);
     return id;
@@ -77,7 +96,7 @@ export class EventCodec {
 
   async encode<K extends EventType>(topic: string, type: K, data: EventMap[K]): Promise<Buffer> {
     const id = this.writerIds.get(subjectFor(topic, type)) ?? (await this.register(topic, type));
-    return this.registry.encode(id, data);
+    return (await this.registry()).encode(id, data);
   }
 
   /**
@@ -99,6 +118,7 @@ export class EventCodec {
     // Each id is asked at most once per call: a batch full of messages under an unknown id
     // costs one registry request, not one per message.
     const asked = new Set<number>();
+    const registry = await this.registry();
     for (const value of values) {
       if (!value || value.length < 6 || value[0] !== 0) continue;
       const id = value.readUInt32BE(1);
@@ -106,7 +126,7 @@ export class EventCodec {
       if ((known && !('retry' in known)) || asked.has(id)) continue;
       asked.add(id);
       try {
-        const schema = (await this.registry.getSchema(id)) as unknown as { name?: string; schema(): object };
+        const schema = (await registry.getSchema(id)) as unknown as { name?: string; schema(): object };
         const name = (schema.name ?? '').replace(`${NAMESPACE}.`, '');
         this.readers.set(id, (EVENT_TYPES as readonly string[]).includes(name)
           ? this.reader(name as EventType, schema.schema() as AvroRecordSchema)
@@ -123,12 +143,14 @@ export class EventCodec {
 
   /** How to decode and check an event of this type written with this schema. */
   private reader(type: EventType, writerSchema: AvroRecordSchema): { type: EventType; decode: BodyDecoder; invalid: EventValidator } {
-    const writer = avro.Type.forSchema(writerSchema as avro.Schema);
+    // Loaded by prepare(), the only caller, before it asks the registry.
+    const avsc = this.avro!;
+    const writer = avsc.Type.forSchema(writerSchema as avro.Schema);
     const kept = writerSchema.fields.filter((f) => !this.skip.includes(f.name));
     const invalid = eventValidator(type, kept.map((f) => f.name));
     if (kept.length === writerSchema.fields.length) return { type, decode: (buf, pos) => writer.decode(buf, pos), invalid };
     // Avro schema resolution: a reader schema without the skipped fields reads past their bytes.
-    const reader = avro.Type.forSchema({ ...writerSchema, fields: kept } as avro.Schema);
+    const reader = avsc.Type.forSchema({ ...writerSchema, fields: kept } as avro.Schema);
     const resolver = reader.createResolver(writer);
     return { type, decode: (buf, pos) => reader.decode(buf, pos, resolver), invalid };
   }

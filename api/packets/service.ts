@@ -7,7 +7,7 @@ import { PacketClaims } from '../../infra/packet-claims.ts';
 import { journaled } from '../journaled.ts';
 import type { PacketGrabs } from '../../infra/packet-grabs.ts';
 import { ProjectionBehind } from '../../infra/projection-fence.ts';
-import { isKafkaError } from '../../infra/kafka.ts';
+import { isKafkaError } from '../../infra/kafka-common.ts';
 import type { Logger } from '../../infra/log.ts';
 import type { PacketRestorer } from '../../projections/packet-reader.ts';
 import { WalletDebits } from '../wallets/debits.ts';

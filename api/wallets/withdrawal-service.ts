@@ -7,7 +7,7 @@ import type { Currency } from '../../domain/money.ts';
 import { checkWithdrawal, inRollout, withdrawalIdFor } from '../../domain/withdrawals.ts';
 import type { EventPublisher } from '../../infra/publisher.ts';
 import type { Journal } from '../../infra/journal.ts';
-import { isKafkaError } from '../../infra/kafka.ts';
+import { isKafkaError } from '../../infra/kafka-common.ts';
 import { beforeDeadline, ProjectionBehind, type ProjectionFence } from '../../infra/projection-fence.ts';
 import type { WalletSettingsStore } from '../../infra/wallet-settings.ts';
 import { ApiError } from '../errors.ts';
