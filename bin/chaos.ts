@@ -16,8 +16,9 @@ const USAGE = `usage: npm run chaos -- [options]
   --seed <n>         the workload's and the fault schedule's seed (default: random, printed)
   --repeats <n>      how many times each fault is injected (default: one per two minutes of load, at least 2)
   --no-kafka         do not SIGKILL the Kafka broker (it is shared: anything else using it sees the outage)
-  --strict-recovery  count a recovery slower than its target (API 5 s, a processor's partitions 10 s) as a
-                     discrepancy; by default it is reported apart, as it depends on the machine's load
+  --lenient-recovery report a recovery slower than its target (API 5 s, a processor's partitions 10 s) apart
+                     instead of counting it as a discrepancy (it depends on the machine's load: for a host
+                     busy with other work); by default it is a discrepancy, and the exit code says so
   --help
 
 Kills with SIGKILL each process (two API instances, projector, crediting, payouts, packet and
@@ -30,7 +31,9 @@ function parse() {
   return parseArgs({
     options: {
       duration: { type: 'string', default: '600' }, rate: { type: 'string', default: '25' }, seed: { type: 'string' },
-      repeats: { type: 'string' }, 'no-kafka': { type: 'boolean', default: false }, 'strict-recovery': { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      repeats: { type: 'string' }, 'no-kafka': { type: 'boolean', default: false }, 'lenient-recovery': { type: 'boolean', default: false },
+      // The default now; still accepted.
+      'strict-recovery': { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
     },
   }).values;
 }
@@ -77,7 +80,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 try {
   const result = await runChaos({
-    loadMs: durationSec * 1000, rate, seed, repeats, killKafka: !values['no-kafka'], strictRecovery: values['strict-recovery'],
+    loadMs: durationSec * 1000, rate, seed, repeats, killKafka: !values['no-kafka'], strictRecovery: !values['lenient-recovery'],
     log: (s) => process.stderr.write(`[chaos] ${s}\n`),
   });
   console.log(result.report);

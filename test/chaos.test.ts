@@ -5,7 +5,9 @@
 // all. `npm run chaos` runs the long one (bin/chaos.ts).
 //
 // The broker is the shared one: set CHAOS_KILL_KAFKA=0 to leave it alone while others use it.
-// CHAOS_SEED, CHAOS_LOAD_SEC and CHAOS_RATE change the workload.
+// CHAOS_SEED, CHAOS_LOAD_SEC and CHAOS_RATE change the workload. Recovery targets (an API
+// serving within 5 s of its restart, a processor's partitions caught up within 10 s) are
+// asserted; CHAOS_STRICT_RECOVERY=0 only reports a miss (a host busy with other work).
 import t from 'tap';
 import { rmSync } from 'node:fs';
 
@@ -17,13 +19,14 @@ const seed = Number(process.env.CHAOS_SEED ?? 17);
 const loadMs = Number(process.env.CHAOS_LOAD_SEC ?? 80) * 1000;
 const rate = Number(process.env.CHAOS_RATE ?? 12);
 const killKafka = process.env.CHAOS_KILL_KAFKA !== '0';
+const strictRecovery = process.env.CHAOS_STRICT_RECOVERY !== '0';
 
 t.test('a short festival campaign under faults: the ledger agrees with every answer it gave', async (t) => {
   const started = Date.now();
-  const result = await runChaos({ loadMs, rate, seed, repeats: 2, killKafka, log: (s) => t.comment(s) });
+  const result = await runChaos({ loadMs, rate, seed, repeats: 2, killKafka, strictRecovery, log: (s) => t.comment(s) });
   t.comment(`\n${result.report}`);
   for (const row of result.rows) {
-    if (row.kind === 'check') t.equal(row.bad, 0, `${row.check}: ${row.checked} checked`, { examples: row.examples });
+    if (row.kind === 'check' || strictRecovery) t.equal(row.bad, 0, `${row.check}: ${row.checked} checked`, { examples: row.examples });
   }
   t.equal(result.discrepancies, 0, 'no discrepancy');
   const kinds = new Map<string, number>();
